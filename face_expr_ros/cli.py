@@ -1,0 +1,42 @@
+"""The ``face-expr`` command: one entry point, a subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+from face_expr_ros import __version__
+
+# Subcommand modules under face_expr_ros.commands, in the order --help lists them.
+SUBCOMMANDS: tuple[str, ...] = ("doctor", "demo", "track", "render")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="face-expr",
+        description="Listener facial expressions for social robots: perception, policy, "
+        "learning from ratings, ROS 2 bringup and replay.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        module = f"face_expr_ros.commands.{name}"
+        if importlib.util.find_spec(module) is None:  # TODO(lead): strict once every command exists
+            continue
+        importlib.import_module(module).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

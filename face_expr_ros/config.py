@@ -1,0 +1,329 @@
+"""Typed, validated settings for every node, read from ROS 2 parameter files.
+
+The files under ``config/`` use the standard ROS 2 parameter-file layout, so that the
+same file works with ``ros2 run --ros-args --params-file`` and with ``face-expr bringup``::
+
+    face_tracker:
+      ros__parameters:
+        image_topic: /camera/image_raw
+
+A node may also be addressed by a namespaced name (``/robot1/face_tracker``) or by the
+wildcard ``/**``, whose parameters apply to every node.
+
+Each node's parameters are one frozen dataclass below; ``param()`` attaches the help text
+and the allowed range or choices. The schema is the single source of truth: nodes declare
+their ROS parameters from it, the docs table is generated from it, and every mistake in a
+file fails at start-up with a message that names the file, the key, the value and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, get_type_hints
+
+import yaml
+
+PARAMS_KEY = "ros__parameters"
+WILDCARD = "/**"
+
+
+class ConfigError(ValueError):
+    """A parameter file or parameter value that cannot be used; the message says why."""
+
+
+def param(
+    default: Any,
+    help: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """A settings field with its help text and the values it allows (bounds inclusive)."""
+    return field(default=default, metadata={"help": help, "low": low, "high": high, "choices": choices})
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Parameters every node has."""
+
+    use_sim_time: bool = param(False, "Follow /clock (rosbag replay) instead of the wall clock.")
+    diagnostics_period_s: float = param(
+        1.0, "Period of the /diagnostics status of this node, in seconds.", low=0.1, high=60.0
+    )
+
+
+@dataclass(frozen=True)
+class FaceTrackerSettings(NodeSettings):
+    image_topic: str = param("/camera/image_raw", "Camera images in (sensor_msgs/Image).")
+    compressed: bool = param(False, "Subscribe to <image_topic>/compressed (CompressedImage) instead.")
+    expression_topic: str = param(
+        "/face_expr/speaker_expression", "Speaker expression out (JointState, 55 named values)."
+    )
+    min_detection_confidence: float = param(0.5, "MediaPipe face detection threshold.", low=0.0, high=1.0)
+    min_tracking_confidence: float = param(0.5, "MediaPipe landmark tracking threshold.", low=0.0, high=1.0)
+    neutral_window_s: float = param(
+        20.0, "Length of history behind the running per-person neutral face.", low=1.0, high=3600.0
+    )
+    max_image_age_s: float = param(
+        0.5, "Images older than this (stamp vs clock) are dropped and counted.", low=0.0, high=60.0
+    )
+
+
+@dataclass(frozen=True)
+class SpeechSettings(NodeSettings):
+    audio_topic: str = param("/audio/pcm", "Microphone PCM in (std_msgs/Int16MultiArray, mono).")
+    sample_rate: int = param(16000, "Sample rate of the incoming PCM, in Hz.", low=8000, high=96000)
+    asr_backend: str = param(
+        "pocketsphinx", "Speech recogniser.", choices=("pocketsphinx", "vosk", "none")
+    )
+    vosk_model_dir: str = param("", "Vosk model directory (required when asr_backend is vosk).")
+    transcript_topic: str = param("/face_expr/transcript", "Recognised words out (std_msgs/String).")
+    features_topic: str = param(
+        "/face_expr/audio_features", "Audio features out per 30 Hz frame (Float32MultiArray)."
+    )
+
+
+@dataclass(frozen=True)
+class PolicySettings(NodeSettings):
+    rate_hz: float = param(30.0, "Control rate: one expression published per tick.", low=1.0, high=120.0)
+    backend: str = param(
+        "onnxruntime", "Inference runtime.", choices=("onnxruntime", "torch", "tensorrt")
+    )
+    model_dir: str = param("", "Policy directory; empty means the model shipped in the package.")
+    temperature: float = param(0.7, "Sampling temperature; 0 is greedy.", low=0.0, high=5.0)
+    top_p: float = param(0.9, "Nucleus sampling mass.", low=0.01, high=1.0)
+    seed: int = param(-1, "Sampling seed; -1 draws one at start-up.", low=-1, high=2**31 - 1)
+    speaker_topic: str = param("/face_expr/speaker_expression", "Speaker expression in.")
+    transcript_topic: str = param("/face_expr/transcript", "Transcript in.")
+    features_topic: str = param("/face_expr/audio_features", "Audio features in.")
+    expression_topic: str = param("/face_expr/expression", "Listener expression out (JointState).")
+    input_timeout_s: float = param(
+        0.5, "An input older than this counts as missing (idle behaviour).", low=0.05, high=60.0
+    )
+
+
+@dataclass(frozen=True)
+class FaceDriverSettings(NodeSettings):
+    expression_topic: str = param("/face_expr/expression", "Listener expression in.")
+    robot_face: str = param(
+        "robot_faces/generic_servo_face.yaml",
+        "Actuator map (YAML); relative paths are looked up in the package's config folder.",
+    )
+    command_topic: str = param("/face_controller/commands", "ros2_control commands out.")
+    command_type: str = param(
+        "float64_multi_array",
+        "Message type of the commands.",
+        choices=("float64_multi_array", "joint_trajectory"),
+    )
+    rate_hz: float = param(50.0, "Command rate.", low=1.0, high=1000.0)
+
+
+@dataclass(frozen=True)
+class AvatarSettings(NodeSettings):
+    expression_topic: str = param("/face_expr/expression", "Expression to render.")
+    image_topic: str = param("/face_expr/avatar/image", "Rendered avatar out (sensor_msgs/Image).")
+    avatar: str = param("photo", "Avatar kind.", choices=("photo", "mesh"))
+    photo: str = param("", "Face photo for the photo avatar; empty means the built-in one.")
+    size: int = param(512, "Rendered image width and height in pixels.", low=64, high=2048)
+    rate_hz: float = param(30.0, "Render rate.", low=1.0, high=120.0)
+    show_window: bool = param(False, "Also show the avatar in an OpenCV window.")
+
+
+@dataclass(frozen=True)
+class LearnerSettings(NodeSettings):
+    feedback_topic: str = param("/face_expr/feedback", "Operator ratings in (Float32 in [-1, 1]).")
+    store_dir: str = param("~/.face_expr/experience", "Experience store directory.")
+    credit_delay_s: float = param(
+        0.5, "Ratings refer to behaviour at least this long before they arrive.", low=0.0, high=30.0
+    )
+    credit_window_s: float = param(
+        3.0, "Length of the segment a rating is credited to.", low=0.1, high=120.0
+    )
+
+
+@dataclass(frozen=True)
+class WebcamSettings(NodeSettings):
+    device: int = param(0, "OpenCV camera index.", low=0, high=63)
+    width: int = param(640, "Requested image width.", low=32, high=7680)
+    height: int = param(480, "Requested image height.", low=32, high=4320)
+    fps: float = param(30.0, "Requested frame rate.", low=1.0, high=240.0)
+    image_topic: str = param("/camera/image_raw", "Images out.")
+    frame_id: str = param("camera", "frame_id in the image headers.")
+
+
+@dataclass(frozen=True)
+class MicrophoneSettings(NodeSettings):
+    device: str = param("", "sounddevice input device name or index; empty is the system default.")
+    sample_rate: int = param(16000, "Capture rate in Hz.", low=8000, high=96000)
+    chunk_ms: float = param(32.0, "Samples per message, in milliseconds.", low=5.0, high=1000.0)
+    audio_topic: str = param("/audio/pcm", "PCM out (std_msgs/Int16MultiArray).")
+
+
+NODE_SCHEMAS: dict[str, type[NodeSettings]] = {
+    "face_tracker": FaceTrackerSettings,
+    "speech": SpeechSettings,
+    "policy": PolicySettings,
+    "face_driver": FaceDriverSettings,
+    "avatar": AvatarSettings,
+    "learner": LearnerSettings,
+    "webcam": WebcamSettings,
+    "microphone": MicrophoneSettings,
+}
+
+S = TypeVar("S", bound=NodeSettings)
+
+
+def settings_from_mapping(schema: type[S], values: Mapping[str, Any], source: str) -> S:
+    """Validate ``values`` against ``schema``; ``source`` names where they came from in errors.
+
+    Missing keys keep their defaults. Unknown keys, wrong types, values out of range or
+    not among the choices raise ConfigError.
+    """
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    hints = get_type_hints(schema)
+    checked: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"{source}: unknown parameter {key!r}{hint} Allowed: {', '.join(sorted(fields))}"
+            )
+        checked[key] = _check_value(key, value, hints[key], fields[key].metadata, source)
+    return schema(**checked)
+
+
+def load_node_settings(path: str | os.PathLike[str], node: str, schema: type[S] | None = None) -> S:
+    """Settings of ``node`` from a parameter file (wildcard entries first, then the node's own)."""
+    if schema is None:
+        if node not in NODE_SCHEMAS:
+            raise ConfigError(_unknown_node_message(str(path), node))
+        schema = NODE_SCHEMAS[node]  # type: ignore[assignment]
+    sections = read_parameter_file(path)
+    merged: dict[str, Any] = {}
+    for name in (WILDCARD, node):
+        merged.update(sections.get(name, {}))
+    return settings_from_mapping(schema, merged, f"{path}: {node}")  # type: ignore[arg-type]
+
+
+def load_all_settings(path: str | os.PathLike[str]) -> dict[str, NodeSettings]:
+    """Settings of every known node, validated; sections for unknown nodes are an error."""
+    sections = read_parameter_file(path)
+    for name in sections:
+        if name != WILDCARD and name not in NODE_SCHEMAS:
+            raise ConfigError(_unknown_node_message(str(path), name))
+    return {node: load_node_settings(path, node) for node in NODE_SCHEMAS}
+
+
+def read_parameter_file(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """Node name -> raw parameter mapping, with the file's structure checked.
+
+    Namespaced node names (``/ns/face_tracker``) are reduced to the node's base name.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"parameter file not found: {file}")
+    try:
+        document = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{file}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{file}: not a text file (UTF-8 expected)") from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ConfigError(
+            f"{file}: expected a mapping of node names at the top level, got {type(document).__name__}"
+        )
+    sections: dict[str, dict[str, Any]] = {}
+    for raw_name, body in document.items():
+        name = str(raw_name)
+        if not isinstance(body, dict) or PARAMS_KEY not in body:
+            raise ConfigError(
+                f"{file}: node {name!r} must contain a {PARAMS_KEY!r} mapping "
+                f"(ROS 2 parameter-file format: <node>: {{{PARAMS_KEY}: {{key: value}}}})"
+            )
+        extra = [k for k in body if k != PARAMS_KEY]
+        if extra:
+            raise ConfigError(f"{file}: node {name!r} has keys besides {PARAMS_KEY!r}: {extra}")
+        params = body[PARAMS_KEY] or {}
+        if not isinstance(params, dict):
+            raise ConfigError(f"{file}: {name}.{PARAMS_KEY} must be a mapping of parameter names")
+        base = name if name == WILDCARD else name.rstrip("/").rsplit("/", 1)[-1]
+        sections.setdefault(base, {}).update(params)
+    return sections
+
+
+def describe_schema(schema: type[NodeSettings]) -> list[tuple[str, str, str, str, str]]:
+    """(name, type, default, allowed, help) rows, for docs and ``--help`` text."""
+    hints = get_type_hints(schema)
+    rows = []
+    for f in dataclasses.fields(schema):
+        meta = f.metadata
+        if meta.get("choices"):
+            allowed = " | ".join(meta["choices"])
+        elif meta.get("low") is not None or meta.get("high") is not None:
+            allowed = f"[{meta.get('low')}, {meta.get('high')}]"
+        else:
+            allowed = "any"
+        rows.append((f.name, hints[f.name].__name__, repr(f.default), allowed, meta.get("help", "")))
+    return rows
+
+
+def _check_value(key: str, value: Any, kind: type, meta: Mapping[str, Any], source: str) -> Any:
+    where = f"{source}: parameter {key!r}"
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {type(value).__name__} {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {type(value).__name__} {value!r}")
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+    elif kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {type(value).__name__} {value!r}")
+    low, high, choices = meta.get("low"), meta.get("high"), meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{where}: {value!r} is not one of: {', '.join(choices)}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ConfigError(f"{where}: {value!r} is out of range; allowed [{low}, {high}]")
+    return value
+
+
+def _unknown_node_message(path: str, node: str) -> str:
+    close = difflib.get_close_matches(node, NODE_SCHEMAS, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{path}: unknown node {node!r}{hint} Known nodes: {', '.join(NODE_SCHEMAS)}"
+
+
+def package_share() -> Path:
+    """The folder holding config/, models/, engines/: the source tree or the install's share dir."""
+    source_root = Path(__file__).resolve().parent.parent
+    if (source_root / "config").is_dir():
+        return source_root
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("face_expr_ros"))
+    except Exception:  # noqa: BLE001 - any failure means "not installed with colcon"
+        return source_root
+
+
+def default_config_path() -> Path:
+    return package_share() / "config" / "default.yaml"

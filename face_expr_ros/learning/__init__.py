@@ -1,0 +1,1 @@
+"""Learning: datasets, SFT, preference data, reward model, DPO, RL, online learner."""

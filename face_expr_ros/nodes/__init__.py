@@ -1,0 +1,1 @@
+"""Thin rclpy nodes: the only package that imports rclpy."""

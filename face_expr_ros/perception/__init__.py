@@ -1,0 +1,1 @@
+"""Perception: face tracking, audio features, speech recognition, text embedding."""

@@ -1,0 +1,1 @@
+"""The VLA policy: network, action tokenizer, runtimes, ONNX / TensorRT export."""

@@ -1,0 +1,1 @@
+"""Output mapping from the expression space to robot faces."""

@@ -1,0 +1,1 @@
+"""Synthetic conversations, listener styles and simulated raters."""

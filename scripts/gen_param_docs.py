@@ -28,7 +28,7 @@ def render() -> str:
     sections = [("Every node (`/**`)", NodeSettings)] + [(f"`{n}`", s) for n, s in NODE_SCHEMAS.items()]
     base = {row[0] for row in describe_schema(NodeSettings)}
     for title, schema in sections:
-        lines += [f"## {title}", "", "| parameter | type | default | allowed | meaning |", "|---|---|---|---|---|"]
+        lines += [f"## {title}", "", "| parameter | type | default | allowed | meaning |", "|" + "---|" * 5]
         for name, kind, default, allowed, help_text in describe_schema(schema):
             if schema is not NodeSettings and name in base:
                 continue
@@ -38,7 +38,9 @@ def render() -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--check", action="store_true", help="fail when docs/parameters.md is out of date")
     args = parser.parse_args()
     text = render()

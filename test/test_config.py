@@ -103,7 +103,8 @@ def test_out_of_range(tmp_path):
 
 def test_not_a_choice(tmp_path):
     path = write(tmp_path, "policy:\n  ros__parameters:\n    backend: onnx\n")
-    with pytest.raises(cfg.ConfigError, match="'backend': 'onnx' is not one of: onnxruntime, torch, tensorrt"):
+    expected = "'backend': 'onnx' is not one of: onnxruntime, torch, tensorrt"
+    with pytest.raises(cfg.ConfigError, match=expected):
         cfg.load_node_settings(path, "policy")
 
 
@@ -122,6 +123,6 @@ def test_empty_file_gives_defaults(tmp_path):
 def test_parameter_docs_are_up_to_date(repo_root, venv_bin):
     import subprocess
 
-    done = subprocess.run([str(venv_bin / "python"), str(repo_root / "scripts" / "gen_param_docs.py"), "--check"],
-                          capture_output=True, text=True)
+    script = repo_root / "scripts" / "gen_param_docs.py"
+    done = subprocess.run([str(venv_bin / "python"), str(script), "--check"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -39,7 +39,8 @@ def plot_expression_traces(
         is_head = name in ex.HEAD_POSE
         for label, trace in traces.items():
             values = np.asarray(trace)[:, i]
-            ax.plot(np.arange(len(values)) / fps, np.rad2deg(values) if is_head else values, label=label, lw=1.2)
+            shown = np.rad2deg(values) if is_head else values
+            ax.plot(np.arange(len(values)) / fps, shown, label=label, lw=1.2)
         ax.set_ylabel(name + (" (deg)" if is_head else ""), rotation=0, ha="right", va="center", fontsize=8)
         if not is_head:
             ax.set_ylim(-0.05, 1.05)

@@ -10,7 +10,7 @@ import sys
 from face_expr_ros import __version__
 
 # Subcommand modules under face_expr_ros.commands, in the order --help lists them.
-SUBCOMMANDS: tuple[str, ...] = ("doctor", "demo", "track", "render")
+SUBCOMMANDS: tuple[str, ...] = ("doctor", "demo", "track", "render", "data")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -87,3 +87,16 @@ def test_espeak_timeline_words_inside_audio():
     # Deterministic: same inputs give identical audio.
     tl2 = synthesize_timeline(utts, prof, seed=3)
     assert np.array_equal(tl.audio, tl2.audio) and tl.words == tl2.words
+
+
+def test_timeline_dict_round_trip():
+    import json
+
+    from face_expr_ros.sim.conversation import generate_conversation
+    from face_expr_ros.sim.speech import Timeline
+
+    timeline = generate_conversation(5).timeline
+    back = Timeline.from_dict(json.loads(json.dumps(timeline.to_dict())))
+    assert back.words == timeline.words and back.utterances == timeline.utterances
+    assert back.pauses == timeline.pauses and back.duration_s == timeline.duration_s
+    np.testing.assert_array_equal(back.emotion_index(), timeline.emotion_index())

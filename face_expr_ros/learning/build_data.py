@@ -75,10 +75,7 @@ def shard_from_synthetic(conv: SimConversation) -> shards.Conversation:
         "words_heard": shards.words_heard_per_frame(words, n),
     }
     metadata: dict[str, Any] = {**conv.metadata, "source": "synthetic", "has_listener": True,
-                                "utterances": [
-                                    {"text": u.text, "emotion": u.emotion, "is_question": u.is_question,
-                                     "start": round(u.start, 4), "end": round(u.end, 4)}
-                                    for u in conv.timeline.utterances]}
+                                "timeline": conv.timeline.to_dict()}
     return shards.Conversation(conversation_id(conv.seed), arrays, words, _jsonable(metadata))
 
 

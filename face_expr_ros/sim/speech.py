@@ -24,7 +24,8 @@ import functools
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -117,6 +118,28 @@ class Timeline:
         ui = self.utterance_index(fps)
         emo = np.array([EMOTIONS.index(u.emotion) for u in self.utterances] + [0], dtype=np.int64)
         return np.where(ui >= 0, emo[ui], 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Timing only (no audio), as plain JSON types: stored with dataset shards."""
+        return {
+            "duration_s": self.duration_s,
+            "sample_rate": self.sample_rate,
+            "words": [asdict(w) for w in self.words],
+            "utterances": [asdict(u) for u in self.utterances],
+            "pauses": [asdict(p) for p in self.pauses],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Timeline:
+        """Inverse of :meth:`to_dict` (the audio is not restored)."""
+        return cls(
+            float(data["duration_s"]),
+            [WordTiming(**w) for w in data["words"]],
+            [UtteranceSpan(**u) for u in data["utterances"]],
+            [Pause(**p) for p in data["pauses"]],
+            None,
+            int(data.get("sample_rate", SAMPLE_RATE)),
+        )
 
     def backchannel_places(self, min_pause_s: float = 0.2) -> list[Pause]:
         """Pauses after which a listener may respond (clause ends, hesitations, turn ends)."""

@@ -237,6 +237,7 @@ PROBES: tuple[Callable[[], Check], ...] = (
     check_text_encoder,
     lambda: check_program("espeak-ng", "speech for synthetic conversations", True),
     lambda: check_program("sox", "audio conversion", False),
+    lambda: check_program("ffmpeg", "video with sound, audio from recordings", False),
     check_bags,
     check_default_model,
     check_audio_devices,

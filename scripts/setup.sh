@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(espeak-ng sox libportaudio2 libgl1 libglib2.0-0)
+APT_PACKAGES=(espeak-ng sox ffmpeg libportaudio2 libgl1 libglib2.0-0)
 
 missing=()
 if command -v dpkg >/dev/null 2>&1; then

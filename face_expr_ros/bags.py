@@ -59,6 +59,18 @@ def image_message(t_ns: int, image_bgr: NDArray[np.uint8], frame_id: str = "came
     return messages.fill_image(msg, image_bgr, encoding)
 
 
+def compressed_image_message(t_ns: int, image_bgr: NDArray[np.uint8], frame_id: str = "camera",
+                             quality: int = 90) -> Any:
+    """A JPEG sensor_msgs/CompressedImage: 20-50x smaller than raw frames in a bag."""
+    import cv2
+
+    ok, jpeg = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise BagError(f"cannot JPEG-encode an image of shape {image_bgr.shape}")
+    return typestore().types[COMPRESSED_IMAGE](header=_header(t_ns, frame_id), format="jpeg",
+                                               data=jpeg.reshape(-1))
+
+
 def joint_state_message(t_ns: int, frame: NDArray[np.floating], frame_id: str = "face") -> Any:
     msg = typestore().types[JOINT_STATE](header=_header(t_ns, frame_id), name=[], position=np.zeros(0),
                                          velocity=np.zeros(0), effort=np.zeros(0))

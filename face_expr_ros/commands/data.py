@@ -49,6 +49,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
     stats.set_defaults(func=run_stats)
 
+    media = actions.add_parser(
+        "media", help="render conversations as video, WAV and rosbags (sqlite3, mcap)",
+        description="Render the speaker of each generated conversation with the photo avatar as "
+        "640x480 camera video, write the speech as WAV (and muxed into the video), and write rosbag2 "
+        "files with camera, audio and ground-truth topics (see docs/data.md).",
+    )
+    media.add_argument("out", type=Path, help="output folder (one sub-folder per conversation)")
+    media.add_argument("--seeds", type=int, nargs="+", default=[0], help="conversation seeds (default 0)")
+    media.add_argument("--storage", choices=("sqlite3", "mcap", "both", "none"), default="both",
+                       help="rosbag2 storage format(s) (default both)")
+    media.add_argument("--raw-images", action="store_true",
+                       help="store sensor_msgs/Image in bags instead of JPEG CompressedImage (much larger)")
+    media.add_argument("--photo", default=None, help="face photo for the speaker (default: built-in)")
+    media.set_defaults(func=run_media)
+
+    build = actions.add_parser(
+        "build", help="turn a real recording (video + audio, or a rosbag) into shards",
+        description="Build one conversation shard from a recording through the same face tracking, "
+        "audio features and ASR the robot runs: either --speaker-video (with --audio WAV, or the "
+        "video's own sound via ffmpeg) and optionally --listener-video, or --bag with camera and audio "
+        "topics. Adds it to the dataset folder OUT (created if needed).",
+    )
+    build.add_argument("out", type=Path, help="dataset folder to add the conversation to")
+    build.add_argument("--id", default=None, help="conversation id (default: from the input's file name)")
+    build.add_argument("--speaker-video", type=Path, help="video of the speaker")
+    build.add_argument("--audio", type=Path, help="speaker's audio as WAV (default: the video's sound)")
+    build.add_argument("--listener-video", type=Path, help="video of the listener (the actions to learn)")
+    build.add_argument("--bag", type=Path, help="rosbag2 folder instead of videos")
+    build.add_argument("--camera-topic", default="/camera/image_raw/compressed",
+                       help="speaker camera topic in the bag (Image or CompressedImage)")
+    build.add_argument("--audio-topic", default="/audio/pcm", help="audio topic in the bag (Int16MultiArray)")
+    build.add_argument("--listener-topic", default=None, help="listener camera topic in the bag")
+    build.add_argument("--sample-rate", type=int, default=16000, help="audio rate of the bag's PCM (Hz)")
+    build.add_argument("--asr", choices=("pocketsphinx", "vosk", "none"), default="pocketsphinx",
+                       help="speech recogniser (default pocketsphinx)")
+    build.add_argument("--vosk-model", default=None, help="vosk model directory (with --asr vosk)")
+    build.add_argument("--split", choices=("train", "val", "test"), default="train", help="split to file it under")
+    build.set_defaults(func=run_build)
+
 
 def _fail(message: str) -> int:
     print(f"face-expr data: error: {message}")
@@ -90,4 +129,41 @@ def run_stats(args: argparse.Namespace) -> int:
     print(format_stats(stats))
     for path in plot_stats(args.dataset, stats):
         print(f"plot: {path}")
+    return 0
+
+
+def run_media(args: argparse.Namespace) -> int:
+    from face_expr_ros.sim.conversation import generate_conversation
+    from face_expr_ros.sim.media import write_media
+
+    storages = {"both": ("sqlite3", "mcap"), "none": ()}.get(args.storage, (args.storage,))
+    for seed in args.seeds:
+        conv = generate_conversation(seed, with_audio=True)
+        folder = args.out / f"conversation_{seed:07d}"
+        if folder.exists():
+            return _fail(f"{folder} exists; choose a new output folder")
+        files = write_media(conv, folder, storages=storages, compressed=not args.raw_images, photo=args.photo)
+        print(f"seed {seed}: {conv.duration_s:.1f} s, listener style {conv.listener.style}")
+        for path in [files.video_with_sound or files.video, files.wav, *files.bags.values()]:
+            print(f"  {path}")
+    return 0
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from face_expr_ros.learning import recordings
+
+    if (args.bag is None) == (args.speaker_video is None):
+        return _fail("give either --speaker-video or --bag")
+    if args.bag is not None:
+        topics = recordings.BagTopics(args.camera_topic, args.audio_topic, args.listener_topic, args.sample_rate)
+        cid = args.id or args.bag.name
+        conv = recordings.from_bag(cid, args.bag, topics, args.asr, args.vosk_model)
+    else:
+        cid = args.id or args.speaker_video.stem
+        conv = recordings.from_files(cid, args.speaker_video, args.audio, args.listener_video, args.asr,
+                                     args.vosk_model)
+    manifest = recordings.write_single(args.out, conv, args.split)
+    print(f"built {cid}: {conv.n_frames} frames, {len(conv.words)} words recognised, speaker face in "
+          f"{100 * conv.metadata['speaker_face_fraction']:.0f}% of frames; {args.out} now holds "
+          f"{len(manifest.conversations)} conversation(s)")
     return 0

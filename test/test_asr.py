@@ -152,3 +152,16 @@ def test_bad_pcm_and_rate():
         rec.accept(np.zeros((100, 2), dtype=np.int16))
     with pytest.raises(ValueError, match="odd number of bytes"):
         rec.accept(b"\x00\x01\x02")
+
+
+@pytest.mark.slow
+def test_stream_ending_mid_speech_on_a_frame_boundary():
+    """Regression: a stream that ended inside speech exactly on a frame boundary handed the
+    endpointer an empty buffer, and pocketsphinx raised IndexError (seen on this clip)."""
+    from face_expr_ros.sim.conversation import generate_conversation
+    from face_expr_ros.sim.media import truncate
+
+    pcm = truncate(generate_conversation(0, with_audio=True), 30.0).audio
+    rec = make_recognizer("pocketsphinx", sample_rate=16000)
+    words = run(rec, pcm, chunk=1600)
+    assert words and all(w.end <= 30.05 for w in words)

@@ -215,7 +215,8 @@ class PocketSphinxRecognizer(Recognizer):
             words += self._accept(np.zeros(0, dtype=np.int16))
         if self._endpointer.in_speech:
             # end_stream takes at most one frame and returns the rest of the speech region.
-            speech = self._endpointer.end_stream(self._pending[: self._frame_bytes])
+            # It indexes its argument, so a stream that ended on a frame boundary passes one silent sample.
+            speech = self._endpointer.end_stream(self._pending[: self._frame_bytes] or bytes(2))
             if speech is not None:
                 words += self._speech(speech)
         if self._in_utt:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 
 from face_expr_ros import __version__
@@ -22,10 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
-        module = f"face_expr_ros.commands.{name}"
-        if importlib.util.find_spec(module) is None:  # TODO(lead): strict once every command exists
-            continue
-        importlib.import_module(module).register(subparsers)
+        importlib.import_module(f"face_expr_ros.commands.{name}").register(subparsers)
     return parser
 
 

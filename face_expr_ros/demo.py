@@ -8,7 +8,6 @@ whole ROS 2 node graph.
 from __future__ import annotations
 
 import csv
-import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +22,7 @@ class DemoReport:
     out_dir: Path
     written: list[Path] = field(default_factory=list)
     not_built: list[str] = field(default_factory=list)
+    summary: dict[str, object] = field(default_factory=dict)
 
 
 def scripted_listener_clip(seconds: float = 6.0, fps: float = ex.FPS) -> NDArray[np.float32]:
@@ -58,19 +58,43 @@ def write_trace_csv(path: Path, frames: NDArray[np.floating], fps: float = ex.FP
     return path
 
 
-def run_demo(out_dir: Path) -> DemoReport:
+def run_demo(out_dir: Path, seed: int = 3, seconds: float = 20.0, progress: bool = True) -> DemoReport:
+    """Generate a conversation, write it as a bag, and show a listener reacting to it.
+
+    Until the policy exists, the rule-based attentive listener of the synthetic data stands in.
+    """
+    import json
+
     from face_expr_ros.eval.plots import plot_expression_traces
+    from face_expr_ros.eval.video import side_by_side, still_frame
+    from face_expr_ros.sim.conversation import generate_conversation
+    from face_expr_ros.sim.listeners import sample_params
+    from face_expr_ros.sim.media import truncate, write_media
+    from face_expr_ros.sim.raters import CRITERIA, RaterPanel
 
     report = DemoReport(out_dir)
-    clip = scripted_listener_clip()
-    report.written.append(write_trace_csv(out_dir / "listener_trace.csv", clip))
-    report.written.append(
-        plot_expression_traces({"listener (scripted)": clip}, out_dir / "listener_trace.png",
-                               title="Scripted listener reaction in the 55-d expression space")
-    )
-    if importlib.util.find_spec("face_expr_ros.rig.render") is None:
-        report.not_built.append("avatar rendering (face model)")
-    report.not_built += [
-        "synthetic conversations", "VLA policy (ONNX Runtime)", "ROS 2 node graph and rosbag replay",
-    ]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    conv = truncate(generate_conversation(seed, with_audio=True), seconds)
+    listener = conv.relisten(sample_params("attentive", np.random.default_rng(seed)))
+    files = write_media(conv, out_dir / "conversation", storages=("mcap",), progress=progress)
+    report.written += [files.video_with_sound or files.video, *files.bags.values()]
+    words = [(w.word, w.start, w.end) for w in conv.timeline.words]
+    video = side_by_side(out_dir / "demo.mp4", conv.speaker_track, listener, words, conv.audio,
+                         conv.timeline.sample_rate, labels=("speaker (synthetic)", "listener (rule-based)"),
+                         progress=progress)
+    report.written.append(video)
+    report.written.append(still_frame(video, min(seconds / 2, 8.0), out_dir / "demo_frame.png"))
+    report.written.append(write_trace_csv(out_dir / "listener_trace.csv", listener))
+    report.written.append(plot_expression_traces(
+        {"speaker": conv.speaker_track, "listener": listener}, out_dir / "expression_traces.png",
+        title=f"Conversation {seed}: speaker and listener expressions"))
+    ratings = RaterPanel.from_seed(1000, 5).rate(listener, conv.timeline)
+    scores = {c: round(float(ratings.mean[0, k]), 2) for k, c in enumerate(CRITERIA)}
+    scores["overall"] = round(float(ratings.overall[0]), 2)
+    metrics = {"seed": seed, "seconds": seconds, "listener": "rule-based attentive style",
+               "simulated_rater_scores": scores, "words": len(words)}
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    report.written.append(out_dir / "metrics.json")
+    report.summary = metrics
+    report.not_built += ["VLA policy (ONNX Runtime)", "ROS 2 node graph and rosbag replay through it"]
     return report

@@ -23,16 +23,27 @@ PITCH_SCALE_HZ = 300.0  # pitch is fed to the network as F0 / 300 Hz, so that it
 ENERGY_OFFSET_DB, ENERGY_SCALE_DB = 60.0, 30.0
 
 
-def audio_frame_features(conv: Conversation) -> NDArray[np.float32]:
-    """(T, n_mels + 4) network audio input: log-mel, scaled energy and pitch, voicing, VAD."""
-    a = conv.arrays
+def network_audio_features(log_mel: NDArray[np.floating], energy_db: NDArray[np.floating],
+                           pitch_hz: NDArray[np.floating], voiced: NDArray[np.floating],
+                           vad: NDArray[np.generic]) -> NDArray[np.float32]:
+    """(T, n_mels + 4) network audio input: log-mel, scaled energy and pitch, voicing, VAD.
+
+    The one definition of the layout, used for training windows and by the live speech node.
+    """
     extra = np.stack([
-        (a["audio_energy"] + ENERGY_OFFSET_DB) / ENERGY_SCALE_DB,
-        a["audio_pitch"] / PITCH_SCALE_HZ,
-        a["audio_voiced"],
-        a["audio_vad"].astype(np.float32),
-    ], axis=1)
-    return np.concatenate([a["audio_logmel"], extra], axis=1).astype(np.float32)
+        (np.asarray(energy_db, np.float32) + ENERGY_OFFSET_DB) / ENERGY_SCALE_DB,
+        np.asarray(pitch_hz, np.float32) / PITCH_SCALE_HZ,
+        np.asarray(voiced, np.float32),
+        np.asarray(vad).astype(np.float32),
+    ], axis=-1)
+    return np.concatenate([np.asarray(log_mel, np.float32), extra], axis=-1).astype(np.float32)
+
+
+def audio_frame_features(conv: Conversation) -> NDArray[np.float32]:
+    """Network audio input for every frame of a conversation (see :func:`network_audio_features`)."""
+    a = conv.arrays
+    return network_audio_features(a["audio_logmel"], a["audio_energy"], a["audio_pitch"], a["audio_voiced"],
+                                  a["audio_vad"])
 
 
 def seconds_since_last_word(conv: Conversation, fps: float = ex.FPS) -> NDArray[np.float32]:

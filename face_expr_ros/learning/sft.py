@@ -1,0 +1,374 @@
+"""Supervised fine-tuning (behaviour cloning) of the listener policy on dataset shards.
+
+Reads top to bottom like nanoGPT's ``train.py``: settings, distributed set-up, data, tokenizer
+and text embeddings, model, optimiser, the loop, checkpoints. Runs as one process or under
+``torchrun`` with DistributedDataParallel (gloo on CPUs, NCCL on GPUs) with no code change::
+
+    python -m face_expr_ros.learning.sft --data data/synth --out runs/sft
+    torchrun --standalone --nproc_per_node 2 -m face_expr_ros.learning.sft --data data/synth --out runs/sft
+
+Loss per window (``network.py`` for the model's factorisation):
+
+* token cross-entropy of the target chunk's tokens under the mixture over the chunk code,
+  ``-log sum_z p(z | x) p(tokens | x, z)``, divided by the number of tokens (55 M);
+* temporal smoothness, ``lambda * mean_t ||E[a_t] - E[a_{t-1}]||^2`` over the chunk's frames and the
+  frame before it, where ``E[a_t]`` is the expected decoded value (bin centres and steps weighted by
+  their probabilities, mixed over ``z``): it discourages plans that jump while staying
+  differentiable.
+
+AdamW (Loshchilov & Hutter, 2019) with linear warm-up and cosine decay to ``min_lr``, gradient
+clipping, resumable checkpoints (weights as safetensors, config, tokenizer and the dataset's
+``data_hash()`` so a resume on other data is refused), CSV logs and PNG training curves.
+The transcript embedding of every (conversation, words heard) pair is computed once with the
+ONNX text encoder and cached on disk; ``--text none`` trains without text (tiny tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from face_expr_ros import expression as ex
+from face_expr_ros.learning.dataset import WindowDataset, audio_frame_features
+from face_expr_ros.learning.shards import read_manifest
+from face_expr_ros.policy.model_dir import save_policy
+from face_expr_ros.policy.network import INPUT_NAMES, ListenerPolicy, PolicyConfig
+from face_expr_ros.policy.tokenizer import ActionTokenizer
+
+CHECKPOINT = "checkpoint"
+POLICY = "policy"
+
+
+@dataclass
+class SFTConfig:
+    data: str
+    out: str
+    steps: int = 2000
+    batch_size: int = 64
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup: int = 100
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    smooth_weight: float = 0.1
+    stride: int = 4
+    text: str = "minilm"  # "minilm" or "none"
+    text_encoder_dir: str = "models/text_encoder"
+    log_every: int = 10
+    eval_every: int = 200
+    save_every: int = 500
+    eval_batches: int = 20
+    seed: int = 0
+    resume: bool = True
+    progress: bool = True
+    export_onnx: bool = True
+    arch: dict[str, Any] = field(default_factory=dict)  # PolicyConfig overrides
+
+
+# ----------------------------------------------------------------------------- pieces
+def lr_at(step: int, cfg: SFTConfig) -> float:
+    """Linear warm-up to ``lr``, then cosine decay to ``min_lr`` at ``steps``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
+
+
+def text_table(ds: WindowDataset, mode: str, encoder_dir: str, cache: Path, data_hash: str,
+               is_main: bool) -> tuple[Tensor, Tensor]:
+    """Embeddings of every running transcript: (rows, 384) and per-conversation row offsets.
+
+    Row ``offset[c] + n`` embeds the first ``n`` words of conversation ``c``; row 0 of each
+    conversation (nothing heard yet) is the zero vector, as at run time. Rank 0 computes and
+    caches; the other ranks wait at a barrier and read the cache.
+    """
+    counts = [int(c.arrays["words_heard"].max()) + 1 for c in ds.conversations]
+    offsets = torch.tensor(np.concatenate([[0], np.cumsum(counts)[:-1]]), dtype=torch.long)
+    if mode == "none":
+        return torch.zeros(sum(counts), 384), offsets
+    if mode != "minilm":
+        raise ValueError(f"--text must be 'minilm' or 'none', got {mode!r}")
+    key = f"{data_hash[:16]}-{'-'.join(c.conversation_id for c in ds.conversations)[:64]}"
+    if is_main and not cache.is_file():
+        from face_expr_ros.perception.text_encoder import TextEncoder
+
+        encoder = TextEncoder.ensure(encoder_dir)
+        texts = [" ".join(w for w, _, _ in c.words[:n]) for c, k in zip(ds.conversations, counts) for n in range(k)]
+        table = np.concatenate([encoder.embed_batch(texts[i:i + 64]) for i in range(0, len(texts), 64)])
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, table=table, key=np.array(key))
+    if dist.is_initialized():
+        dist.barrier()
+    with np.load(cache) as npz:
+        if str(npz["key"]) != key:
+            raise ValueError(f"{cache}: text cache was made for other data; delete it")
+        return torch.from_numpy(npz["table"]), offsets
+
+
+class SFTObjective(nn.Module):
+    """Wraps the policy so that one ``forward`` (what DDP synchronises) computes the whole loss."""
+
+    def __init__(self, net: ListenerPolicy, tok: ActionTokenizer, smooth_weight: float) -> None:
+        super().__init__()
+        self.net, self.smooth_weight = net, smooth_weight
+        self.n_tokens = ex.DIM * tok.n_keyframes
+        self.register_buffer("centers", torch.from_numpy(tok.centers))  # (55, n_bins)
+        steps = np.asarray(tok.delta_steps, np.float32)[None, :] * tok.width[:, None]
+        self.register_buffer("step_values", torch.from_numpy(steps.astype(np.float32)))  # (55, S)
+        self.register_buffer("interp", torch.from_numpy(tok.interpolation))  # (H, M)
+
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        net = self.net
+        h, code_logits = net.encode(*(batch[n] for n in INPUT_NAMES))
+        base_logits, delta_logits = net.head_all_codes(h)  # (B, K, 55, n_bins), (B, K, M-1, 55, S)
+        log_z, lp_tokens = net.token_log_probs(code_logits, base_logits, delta_logits, batch["base"],
+                                               batch["deltas"])
+        nll = -torch.logsumexp(log_z + lp_tokens, dim=-1).mean() / self.n_tokens
+        # Expected chunk: E[keyframe 0] from bin centres, later keyframes add expected steps.
+        e_base = (F.softmax(base_logits, -1) * self.centers).sum(-1).unsqueeze(2)  # (B, K, 1, 55)
+        e_step = (F.softmax(delta_logits, -1) * self.step_values).sum(-1)  # (B, K, M-1, 55)
+        keys = torch.cat([e_base, e_base + e_step.cumsum(2)], dim=2)  # (B, K, M, 55)
+        frames = self.interp @ keys  # (B, K, H, 55)
+        expected = (log_z.exp()[..., None, None] * frames).sum(1)  # (B, H, 55)
+        path = torch.cat([batch["listener_past"][:, -1:], expected], dim=1)
+        smooth = (path[:, 1:] - path[:, :-1]).pow(2).sum(-1).mean()
+        return nll + self.smooth_weight * smooth, nll, smooth
+
+
+def make_batch(raw: dict[str, Tensor], tok: ActionTokenizer, texts: Tensor, offsets: Tensor,
+               device: torch.device) -> dict[str, Tensor]:
+    """Dataset windows -> network inputs + target tokens."""
+    base, deltas = tok.encode_chunk(raw["target"].numpy())
+    batch = {k: raw[k] for k in ("speaker", "face_present", "audio", "since_word", "listener_past")}
+    batch["text"] = texts[offsets[raw["conversation"]] + raw["words_heard"]]
+    batch["base"], batch["deltas"] = torch.from_numpy(base), torch.from_numpy(deltas)
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def plot_curves(csv_path: Path, png_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(csv_path) as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    for ax, key in zip(axes, ("nll", "smooth", "lr")):
+        for split in ("train", "val"):
+            pts = [(int(r["step"]), float(r[key])) for r in rows if r["split"] == split and r[key] != ""]
+            if pts:
+                ax.plot(*zip(*pts), label=split, marker="." if split == "val" else None)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.legend()
+    axes[0].set_ylabel("per-token negative log-likelihood (nats)")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- training
+def train(cfg: SFTConfig) -> Path:
+    """Train; returns the path of the exported policy directory."""
+    # Distributed set-up: torchrun sets RANK/WORLD_SIZE/LOCAL_RANK; alone we are rank 0 of 1.
+    ddp = "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if ddp:
+        use_cuda = torch.cuda.is_available()
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        rank, world = dist.get_rank(), dist.get_world_size()
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        device = torch.device(f"cuda:{local}") if use_cuda else torch.device("cpu")
+        if use_cuda:
+            torch.cuda.set_device(device)
+    else:
+        rank, world = 0, 1
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    is_main = rank == 0
+    torch.manual_seed(cfg.seed + rank)
+    np.random.seed(cfg.seed + rank)
+    out = Path(cfg.out)
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+
+    # Data, tokenizer and input statistics (every rank computes the same, deterministically).
+    arch = PolicyConfig(**cfg.arch)
+    manifest = read_manifest(cfg.data)
+    data_hash = manifest.data_hash()
+    train_ds = WindowDataset(cfg.data, "train", window=arch.window, horizon=arch.horizon, stride=cfg.stride)
+    val_ids = manifest.ids("val")
+    val_ds = WindowDataset(cfg.data, "val", window=arch.window, horizon=arch.horizon, stride=cfg.stride) \
+        if val_ids else None
+    actions = np.concatenate([c.arrays["listener_expression"] for c in train_ds.conversations])
+    tok = ActionTokenizer.fit(actions, horizon=arch.horizon, n_keyframes=arch.n_keyframes, n_bins=arch.n_bins)
+    audio = np.concatenate([audio_frame_features(c) for c in train_ds.conversations])
+    arch = PolicyConfig(**{**arch.to_dict(), "audio_dim": audio.shape[1]})
+    texts, offsets = text_table(train_ds, cfg.text, cfg.text_encoder_dir, out / "text_cache_train.npz", data_hash,
+                                is_main)
+    if val_ds is not None:
+        val_texts, val_offsets = text_table(val_ds, cfg.text, cfg.text_encoder_dir, out / "text_cache_val.npz",
+                                            data_hash, is_main)
+
+    # Model and optimiser: decay matrices only (not biases, norms, embeddings of bins/positions).
+    net = ListenerPolicy(arch)
+    net.audio_mean.copy_(torch.from_numpy(audio.mean(0)))
+    net.audio_std.copy_(torch.from_numpy(np.maximum(audio.std(0), 1e-3)))
+    objective = SFTObjective(net, tok, cfg.smooth_weight).to(device)
+    decay = [p for n, p in net.named_parameters() if p.ndim >= 2 and n not in ("pos",)]
+    no_decay = [p for n, p in net.named_parameters() if not (p.ndim >= 2 and n not in ("pos",))]
+    optim = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+
+    # Resume: the checkpoint must come from the same data and the same tokenizer.
+    start = 0
+    ckpt = out / CHECKPOINT
+    if cfg.resume and (ckpt / "state.json").is_file():
+        from safetensors.torch import load_file
+
+        state = json.loads((ckpt / "state.json").read_text())
+        if state["data_hash"] != data_hash:
+            raise ValueError(f"{ckpt / 'state.json'}: field 'data_hash' is {state['data_hash'][:12]}..., the data "
+                             f"in {cfg.data} is {data_hash[:12]}...; use a new --out or --no-resume")
+        saved_tok = ActionTokenizer.load(ckpt / "tokenizer.json")
+        if saved_tok.sha256 != tok.sha256:
+            raise ValueError(f"{ckpt / 'tokenizer.json'}: differs from the tokenizer fitted on {cfg.data}")
+        net.load_state_dict(load_file(str(ckpt / "model.safetensors")))
+        optim.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=True))
+        start = int(state["step"])
+    model: nn.Module = DistributedDataParallel(objective) if ddp else objective
+
+    sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed) if ddp \
+        else None
+    loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
+                        drop_last=len(train_ds) >= cfg.batch_size * world, num_workers=0)
+
+    def batches() -> Any:
+        epoch = 0
+        while True:
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            yield from loader
+            epoch += 1
+
+    def save_checkpoint(step: int) -> None:
+        from safetensors.torch import save_file
+
+        ckpt.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
+                  str(ckpt / "model.safetensors"))
+        torch.save(optim.state_dict(), ckpt / "optimizer.pt")
+        tok.save(ckpt / "tokenizer.json")
+        (ckpt / "config.json").write_text(json.dumps(arch.to_dict(), indent=1) + "\n")
+        (ckpt / "state.json").write_text(json.dumps({"step": step, "data_hash": data_hash,
+                                                     "tokenizer_sha256": tok.sha256, "world_size": world,
+                                                     "distributed_backend": dist.get_backend() if ddp else None,
+                                                     "sft": asdict(cfg)}, indent=1))
+
+    @torch.no_grad()
+    def evaluate() -> tuple[float, float]:
+        objective.eval()
+        nlls, smooths = [], []
+        vl = DataLoader(val_ds, batch_size=cfg.batch_size, shuffle=False)
+        for i, raw in enumerate(vl):
+            if i >= cfg.eval_batches:
+                break
+            _, nll, smooth = objective(make_batch(raw, tok, val_texts, val_offsets, device))
+            nlls.append(nll.item())
+            smooths.append(smooth.item())
+        objective.train()
+        return float(np.mean(nlls)), float(np.mean(smooths))
+
+    # The loop.
+    log_path = out / "log.csv"
+    if is_main and (start == 0 or not log_path.is_file()):
+        with open(log_path, "w", newline="") as fh:
+            csv.writer(fh).writerow(["step", "split", "loss", "nll", "smooth", "lr", "seconds"])
+    progress = None
+    if is_main and cfg.progress:
+        from tqdm import tqdm
+
+        progress = tqdm(total=cfg.steps, initial=start, desc="sft", unit="step")
+    stream = batches()
+    t0 = time.time()
+    for step in range(start, cfg.steps):
+        lr = lr_at(step, cfg)
+        for group in optim.param_groups:
+            group["lr"] = lr
+        batch = make_batch(next(stream), tok, texts, offsets, device)
+        loss, nll, smooth = model(batch)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+        optim.step()
+        done = step + 1
+        if is_main and (done % cfg.log_every == 0 or done == cfg.steps):
+            with open(log_path, "a", newline="") as fh:
+                csv.writer(fh).writerow([done, "train", f"{loss.item():.5f}", f"{nll.item():.5f}",
+                                         f"{smooth.item():.6f}", f"{lr:.3e}", f"{time.time() - t0:.1f}"])
+            if progress is not None:
+                progress.set_postfix(nll=f"{nll.item():.3f}", lr=f"{lr:.1e}")
+        if is_main and val_ds is not None and (done % cfg.eval_every == 0 or done == cfg.steps):
+            v_nll, v_smooth = evaluate()
+            with open(log_path, "a", newline="") as fh:
+                csv.writer(fh).writerow([done, "val", "", f"{v_nll:.5f}", f"{v_smooth:.6f}", "",
+                                         f"{time.time() - t0:.1f}"])
+        if is_main and (done % cfg.save_every == 0 or done == cfg.steps):
+            save_checkpoint(done)
+            plot_curves(log_path, out / "curves.png")
+        if progress is not None:
+            progress.update(1)
+    if progress is not None:
+        progress.close()
+
+    policy_dir = out / POLICY
+    if is_main:
+        save_policy(policy_dir, net.cpu().eval(), tok, export=cfg.export_onnx,
+                    extra={"data_hash": data_hash, "trained_steps": cfg.steps, "text": cfg.text,
+                           "sft": {k: v for k, v in asdict(cfg).items() if k != "arch"}})
+    if ddp:
+        dist.barrier()
+        dist.destroy_process_group()
+    return policy_dir
+
+
+def parse_args(argv: list[str] | None = None) -> SFTConfig:
+    p = argparse.ArgumentParser(description="Supervised fine-tuning of the listener policy.")
+    p.add_argument("--data", required=True, help="dataset folder (manifest.json + shards)")
+    p.add_argument("--out", required=True, help="run folder: checkpoint/, policy/, log.csv, curves.png")
+    defaults = SFTConfig("", "")
+    for name in ("steps", "batch_size", "warmup", "log_every", "eval_every", "save_every", "eval_batches", "seed",
+                 "stride"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
+    for name in ("lr", "min_lr", "weight_decay", "grad_clip", "smooth_weight"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
+    p.add_argument("--text", choices=("minilm", "none"), default=defaults.text)
+    p.add_argument("--text-encoder-dir", default=defaults.text_encoder_dir)
+    p.add_argument("--arch", default="{}", help='PolicyConfig overrides as JSON, e.g. \'{"d_model": 64}\'')
+    p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export of the final policy")
+    a = p.parse_args(argv)
+    return SFTConfig(a.data, a.out, a.steps, a.batch_size, a.lr, a.min_lr, a.warmup, a.weight_decay, a.grad_clip,
+                     a.smooth_weight, a.stride, a.text, a.text_encoder_dir, a.log_every, a.eval_every, a.save_every,
+                     a.eval_batches, a.seed, not a.no_resume, not a.no_progress, not a.no_onnx, json.loads(a.arch))
+
+
+if __name__ == "__main__":
+    train(parse_args())

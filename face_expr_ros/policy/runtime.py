@@ -1,0 +1,211 @@
+"""Streaming policy at 30 Hz: one observation in, one 55-d expression out, chunks blended.
+
+``Policy.step`` keeps its own W-frame window of inputs (and of its own outputs, fed back as
+``listener_past`` exactly as the training windows are built in ``learning/dataset.py``), samples
+a new H-frame chunk every ``replan_every`` frames, and blends the chunks that cover the current
+frame. Two blends:
+
+* ``"ensemble"``: temporal ensembling of ACT (Zhao et al., 2023, "Learning Fine-Grained Bimanual
+  Manipulation with Low-Cost Hardware", sec. IV): every chunk covering frame t contributes with
+  weight ``w_i = exp(-m i)``, ``i = 0`` for the oldest; ``m`` (``ensemble_decay``) > 0 favours
+  older plans (smoother), < 0 newer ones (more reactive), 0 is a plain mean.
+* ``"crossfade"``: only the newest two chunks; the newest fades in linearly over
+  ``replan_every`` frames.
+
+Missing inputs are normal on a robot and are filled, never guessed: no face -> ``face_present``
+0 and the last speaker frame (neutral before any); no audio -> a silent frame (the audio front
+end's floors: log-mel ``log 1e-10``, -120 dB, unvoiced, no VAD); no transcript -> a zero text
+embedding; unknown word timing -> 30 s (the training cap). Inputs that are present but of the
+wrong shape or not finite are errors naming the field: a broken upstream node must be loud.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from face_expr_ros import expression as ex
+from face_expr_ros.learning.dataset import ENERGY_OFFSET_DB, ENERGY_SCALE_DB
+from face_expr_ros.policy.backends import Backend, select_backend
+from face_expr_ros.policy.model_dir import PolicyBundle, PolicyInputError, check_inputs, load_policy
+from face_expr_ros.policy.network import PolicyConfig
+from face_expr_ros.policy.sampling import ChunkSample, sample_chunk
+from face_expr_ros.policy.tokenizer import ActionTokenizer
+
+F32 = NDArray[np.float32]
+MAX_SINCE_WORD_S = 30.0  # dataset.seconds_since_last_word caps at 30 s
+LOG_MEL_FLOOR = math.log(1e-10)  # perception/audio_features.py floors mel power at 1e-10
+ENERGY_FLOOR_DB = -120.0
+
+
+@dataclass
+class Observation:
+    """What the policy sees at one 30 Hz tick; ``None`` means "not available this frame"."""
+
+    speaker_expression: ArrayLike | None = None  # (55,) expression of the speaker's face
+    audio_features: ArrayLike | None = None  # (n_mels + 4,) one frame of dataset.audio_frame_features
+    text_embedding: ArrayLike | None = None  # (384,) embedding of the running transcript
+    seconds_since_word: float | None = None  # since the last transcript word ended
+
+
+def silent_audio_frame(audio_dim: int) -> F32:
+    """The audio feature frame of digital silence, as ``dataset.audio_frame_features`` encodes it."""
+    frame = np.full(audio_dim, LOG_MEL_FLOOR, np.float32)
+    frame[-4:] = [(ENERGY_FLOOR_DB + ENERGY_OFFSET_DB) / ENERGY_SCALE_DB, 0.0, 0.0, 0.0]
+    return frame
+
+
+def _vector(value: ArrayLike, size: int, field: str) -> F32:
+    arr = np.asarray(value, dtype=np.float32)
+    if arr.shape != (size,):
+        raise PolicyInputError(f"observation.{field} has shape {arr.shape}, expected ({size},)")
+    if not np.isfinite(arr).all():
+        raise PolicyInputError(f"observation.{field} contains NaN or inf")
+    return arr
+
+
+class Policy:
+    """The streaming listener policy over any back-end (see module doc)."""
+
+    def __init__(self, backend: Backend, config: PolicyConfig, tokenizer: ActionTokenizer, *, replan_every: int = 2,
+                 temperature: float = 0.7, top_p: float = 0.9, seed: int = 0, blend: str = "ensemble",
+                 ensemble_decay: float = 0.1) -> None:
+        if not 1 <= replan_every <= config.horizon:
+            raise ValueError(f"replan_every must be in 1..{config.horizon} (the chunk length), got {replan_every}")
+        if blend not in ("ensemble", "crossfade"):
+            raise ValueError(f"blend must be 'ensemble' or 'crossfade', got {blend!r}")
+        if temperature < 0 or not 0 < top_p <= 1:
+            raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
+        self.backend, self.cfg, self.tokenizer = backend, config, tokenizer
+        self.replan_every, self.temperature, self.top_p = replan_every, temperature, top_p
+        self.blend, self.ensemble_decay, self.seed = blend, ensemble_decay, seed
+        self.reset(seed)
+
+    @classmethod
+    def load(cls, model_dir: str | Path, backend: str = "auto", *, threads: int = 2,
+             engines_dir: str | Path = "engines", fp16: bool = False, **kwargs: float | int | str) -> Policy:
+        """A policy from a checked model directory on ``backend`` (auto | torch | onnxruntime | tensorrt)."""
+        name = select_backend(backend)
+        bundle = load_policy(model_dir, need_onnx=name != "torch")
+        return cls(make_backend(bundle, name, threads=threads, engines_dir=engines_dir, fp16=fp16),
+                   bundle.config, bundle.tokenizer, **kwargs)  # type: ignore[arg-type]
+
+    def reset(self, seed: int | None = None) -> None:
+        """Forget the conversation (new partner); optionally reseed the sampler."""
+        w, a = self.cfg.window, self.cfg.audio_dim
+        self.rng = np.random.default_rng(self.seed if seed is None else seed)
+        self.frame = 0
+        self._speaker = np.zeros((w, ex.DIM), np.float32)
+        self._face = np.zeros(w, np.float32)
+        self._silence = silent_audio_frame(a)
+        self._audio = np.tile(self._silence, (w, 1))
+        self._since = np.full(w, MAX_SINCE_WORD_S, np.float32)
+        self._past = np.zeros((w, ex.DIM), np.float32)
+        self._text = np.zeros(self.cfg.text_dim, np.float32)
+        self._last_speaker = ex.NEUTRAL.copy()
+        self._chunks: deque[tuple[int, F32]] = deque()
+        self._last_plan = -(10 ** 9)
+        self.last_sample: ChunkSample | None = None
+        self.last_inputs: dict[str, F32] | None = None
+
+    # ------------------------------------------------------------------ the 30 Hz path
+    def _push(self, obs: Observation) -> None:
+        cfg = self.cfg
+        if obs.speaker_expression is not None:
+            self._last_speaker = _vector(obs.speaker_expression, ex.DIM, "speaker_expression")
+            face = 1.0
+        else:
+            face = 0.0
+        audio = self._silence if obs.audio_features is None else _vector(obs.audio_features, cfg.audio_dim,
+                                                                          "audio_features")
+        if obs.text_embedding is None:
+            self._text = np.zeros(cfg.text_dim, np.float32)
+        else:
+            self._text = _vector(obs.text_embedding, cfg.text_dim, "text_embedding")
+        since = MAX_SINCE_WORD_S if obs.seconds_since_word is None else float(obs.seconds_since_word)
+        if not math.isfinite(since) or since < 0:
+            raise PolicyInputError(f"observation.seconds_since_word must be finite and >= 0, got {since}")
+        # Shift by one frame in place: four small memmoves, cheaper than np.roll's copies.
+        for buf in (self._speaker, self._face, self._audio, self._since):
+            buf[:-1] = buf[1:]
+        self._speaker[-1] = self._last_speaker
+        self._face[-1] = face
+        self._audio[-1] = audio
+        self._since[-1] = min(since, MAX_SINCE_WORD_S)
+
+    def inputs(self) -> dict[str, F32]:
+        """The current window as batch-1 network inputs."""
+        return {"speaker": self._speaker[None].copy(), "face_present": self._face[None].copy(),
+                "audio": self._audio[None].copy(), "since_word": self._since[None].copy(),
+                "text": self._text[None].copy(), "listener_past": self._past[None].copy()}
+
+    def plan(self) -> F32:
+        """Sample a new chunk (H, 55) starting at the current frame from the current window."""
+        inputs = self.inputs()
+        h, code_logits = self.backend.encode(inputs)
+        sample = sample_chunk(h, code_logits, self.backend.head, self.rng, temperature=self.temperature,
+                              top_p=self.top_p)
+        chunk = self.tokenizer.decode_chunk(sample.base[0], sample.deltas[0])
+        self.last_sample, self.last_inputs = sample, inputs
+        self._chunks.append((self.frame, chunk))
+        self._last_plan = self.frame
+        return chunk
+
+    def step(self, obs: Observation) -> F32:
+        """Consume one frame's observation; return the listener expression (55,) for this frame."""
+        self._push(obs)
+        t = self.frame
+        h = self.cfg.horizon
+        while self._chunks and self._chunks[0][0] + h <= t:
+            self._chunks.popleft()
+        if t - self._last_plan >= self.replan_every or not self._chunks:
+            self.plan()
+        out = self._blend(t)
+        self._past[:-1] = self._past[1:]
+        self._past[-1] = out
+        self.frame += 1
+        return out
+
+    def _blend(self, t: int) -> F32:
+        chunks = self._chunks
+        if len(chunks) == 1:
+            return chunks[0][1][t - chunks[0][0]].copy()
+        if self.blend == "crossfade":
+            (s0, c0), (s1, c1) = chunks[-2], chunks[-1]
+            alpha = min(1.0, (t - s1 + 1) / (self.replan_every + 1))
+            return ((1.0 - alpha) * c0[t - s0] + alpha * c1[t - s1]).astype(np.float32)
+        weights = np.exp(-self.ensemble_decay * np.arange(len(chunks)))
+        frames = np.stack([c[t - s] for s, c in chunks])
+        return (weights @ frames / weights.sum()).astype(np.float32)
+
+
+def make_backend(bundle: PolicyBundle, name: str, *, threads: int = 2, engines_dir: str | Path = "engines",
+                 fp16: bool = False) -> Backend:
+    """Instantiate back-end ``name`` for a loaded policy directory."""
+    if name == "torch":
+        from face_expr_ros.policy.backends import TorchBackend
+
+        return TorchBackend(bundle.net, threads=threads)
+    if name == "onnxruntime":
+        from face_expr_ros.policy.backends import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(bundle.path, threads=threads)
+    if name == "tensorrt":
+        from face_expr_ros.policy.backends import TensorRTBackend
+
+        return TensorRTBackend(bundle.path, engines_dir=engines_dir, fp16=fp16)
+    raise ValueError(f"unknown back-end {name!r}")
+
+
+def run_batch(backend: Backend, config: PolicyConfig, tokenizer: ActionTokenizer, inputs: dict[str, ArrayLike],
+              rng: np.random.Generator, *, temperature: float = 1.0, top_p: float = 1.0) -> tuple[F32, ChunkSample]:
+    """Offline: checked batched inputs -> (decoded chunks (B, H, 55), the sampled tokens)."""
+    x = check_inputs(inputs, config)  # type: ignore[arg-type]
+    h, code_logits = backend.encode(x)
+    sample = sample_chunk(h, code_logits, backend.head, rng, temperature=temperature, top_p=top_p)
+    return tokenizer.decode_chunk(sample.base, sample.deltas), sample

@@ -1,0 +1,155 @@
+"""Sampling outside the graph: temperature and nucleus (top-p) sampling in numpy, seeded.
+
+Every back-end (PyTorch, ONNX Runtime, TensorRT) only returns logits; the random choices are
+made here with one ``numpy.random.Generator``, so the same logits and seed give the same tokens
+on every back-end. A chunk is sampled in the order the model factorises (see ``network.py``):
+the code ``z`` first, then, given ``z``, all base bins and keyframe steps.
+
+For a categorical with logits ``l``: temperature ``T`` gives ``p = softmax(l / T)``; top-p
+(Holtzman et al., 2020, "The Curious Case of Neural Text Degeneration") keeps the smallest set
+of most-likely classes whose mass reaches ``p`` and renormalises. ``T = 0`` is greedy (argmax,
+ties to the lowest index), deterministic whatever the seed.
+
+Two log-probabilities are returned per chunk, both exact sums over every sampled discrete choice:
+
+* ``logp_sample``: under the distribution actually sampled from (after temperature and top-p);
+  0 for greedy decoding;
+* ``logp_model``: under the model itself (T = 1, no truncation), joint with ``z``, i.e.
+  ``log p(z | x) + sum log p(token | x, z)``; what importance weights in RL start from. The
+  marginal over ``z`` (for DPO on stored tokens) is ``ListenerPolicy.log_prob``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+F32 = NDArray[np.float32]
+I64 = NDArray[np.int64]
+
+
+def log_softmax(logits: NDArray, axis: int = -1) -> NDArray[np.float64]:
+    x = np.asarray(logits, np.float64)
+    x = x - x.max(axis=axis, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=axis, keepdims=True))
+
+
+def _nucleus(weights: NDArray[np.float32], total: NDArray[np.float32], top_p: float) -> NDArray[np.float32]:
+    """Zero the weights of classes outside the nucleus (rows of class-ordered candidate weights).
+
+    The nucleus (Holtzman et al., 2020) is the smallest most-likely set whose mass reaches
+    ``top_p``; found through its smallest kept probability, so classes tied with it are all kept
+    and the set does not depend on sort order. ``total`` is each row's mass over *all* classes.
+    """
+    if top_p >= 1.0:
+        return weights
+    probs = weights / total[:, None]
+    desc = -np.sort(-probs, axis=1)
+    before = np.cumsum(desc, axis=1) - desc
+    # Keep a class while the mass *before* it is below top_p: the top class is always kept.
+    n_keep = np.maximum((before < top_p).sum(axis=1), 1)
+    threshold = desc[np.arange(len(desc)), n_keep - 1]
+    return np.where(probs >= threshold[:, None], weights, np.float32(0.0))
+
+
+def _draw(weights: NDArray[np.float32], u: NDArray[np.float64]) -> tuple[I64, NDArray[np.float64]]:
+    """Inverse-CDF draw per row from unnormalised weights; returns (column, log-prob)."""
+    rows = np.arange(len(weights))
+    cdf = np.cumsum(weights, axis=1)
+    total = cdf[:, -1]
+    choice = np.minimum((cdf <= (u * total).astype(np.float32)[:, None]).sum(axis=1), weights.shape[1] - 1)
+    w = weights[rows, choice]
+    # A class of weight 0 can only be hit through rounding at the very end of the CDF.
+    while (w <= 0).any():
+        choice = np.where(w <= 0, choice - 1, choice)
+        w = weights[rows, choice]
+    return choice, np.log(w.astype(np.float64)) - np.log(total.astype(np.float64))
+
+
+def sampling_log_probs(logits: NDArray, temperature: float, top_p: float) -> NDArray[np.float64]:
+    """Log-probabilities of the distribution sampled from (``-inf`` for classes cut by top-p)."""
+    if temperature <= 0:
+        raise ValueError("sampling_log_probs needs temperature > 0; temperature 0 is argmax")
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    x = np.asarray(logits, np.float64)
+    v = x.shape[-1]
+    w = np.exp(log_softmax(x / temperature)).reshape(-1, v)
+    kept = _nucleus(w, w.sum(axis=1), top_p).reshape(x.shape)
+    with np.errstate(divide="ignore"):
+        return np.log(kept / kept.sum(axis=-1, keepdims=True))
+
+
+def sample_categorical(logits: NDArray, rng: np.random.Generator, temperature: float = 1.0,
+                       top_p: float = 1.0, prefilter: int = 32) -> tuple[I64, NDArray[np.float64],
+                                                                          NDArray[np.float64]]:
+    """Sample every row of ``logits`` (..., V).
+
+    Returns (choices (...), log-prob under the sampling distribution, log-prob under the model).
+    The bulk arithmetic is float32 (this runs at 30 Hz on a small CPU, where every numpy call
+    counts); per-row results are float64. Log-probabilities are exact up to float32 rounding.
+
+    With top-p, rows whose ``prefilter`` most likely classes already hold ``top_p`` of the mass
+    (nearly all rows of a trained model) are sampled among those classes only, kept in class
+    order: the nucleus, the CDF and hence the choice for a given uniform are identical to
+    sampling over all ``V`` classes, without sorting all of them.
+    """
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    x = np.asarray(logits, np.float32)
+    lead, v = x.shape[:-1], x.shape[-1]
+    x = x.reshape(-1, v)
+    x = x - x.max(axis=1, keepdims=True)
+    rows = np.arange(len(x))
+    exp_x = np.exp(x)
+    if temperature <= 0:
+        choice = np.argmax(x, axis=1)
+        sample_lp = np.zeros(len(x))
+    else:
+        u = rng.random(len(x))  # one uniform per row, in C order: the stream is fixed
+        weights = exp_x if temperature == 1.0 else np.exp(x * np.float32(1.0 / temperature))
+        total = weights.sum(axis=1)
+        if top_p >= 1.0 or v <= 2 * prefilter:
+            choice, sample_lp = _draw(_nucleus(weights, total, top_p), u)
+        else:
+            idx = np.argpartition(x, v - prefilter, axis=1)[:, v - prefilter:]
+            idx.sort(axis=1)
+            top = weights[rows[:, None], idx]
+            fast = top.sum(axis=1) >= top_p * total
+            col, sample_lp = _draw(_nucleus(top, total, top_p), u)
+            choice = idx[rows, col]
+            if not fast.all():  # a flat row: its nucleus is wider than the prefilter
+                slow = ~fast
+                choice[slow], sample_lp[slow] = _draw(_nucleus(weights[slow], total[slow], top_p), u[slow])
+    log_z = np.log(exp_x.sum(axis=1, dtype=np.float64))  # model log-normaliser (T = 1)
+    model_lp = x[rows, choice].astype(np.float64) - log_z
+    return choice.reshape(lead).astype(np.int64), sample_lp.reshape(lead), model_lp.reshape(lead)
+
+
+@dataclass
+class ChunkSample:
+    """One sampled chunk per batch row: its tokens and their exact log-probabilities."""
+
+    code: I64  # (B,)
+    base: I64  # (B, 55)
+    deltas: I64  # (B, M-1, 55)
+    logp_sample: NDArray[np.float64]  # (B,)
+    logp_model: NDArray[np.float64]  # (B,) joint with the code, temperature 1, no top-p
+
+
+HeadFn = Callable[[F32, I64], tuple[F32, F32]]
+
+
+def sample_chunk(h: F32, code_logits: F32, head: HeadFn, rng: np.random.Generator, *, temperature: float = 1.0,
+                 top_p: float = 1.0) -> ChunkSample:
+    """Code first, then every token given the code (``head(h, code)`` returns their logits)."""
+    code, lp_s, lp_m = sample_categorical(code_logits, rng, temperature, top_p)
+    base_logits, delta_logits = head(h, code)
+    base, bs, bm = sample_categorical(base_logits, rng, temperature, top_p)
+    deltas, ds, dm = sample_categorical(delta_logits, rng, temperature, top_p)
+    return ChunkSample(code, base, deltas,
+                       lp_s + bs.sum(-1) + ds.sum((-1, -2)),
+                       lp_m + bm.sum(-1) + dm.sum((-1, -2)))

@@ -1,0 +1,118 @@
+"""Policy network and sampler: shapes, size, exact log-probabilities, temperature and top-p."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from face_expr_ros import expression as ex
+from face_expr_ros.policy.backends import TorchBackend
+from face_expr_ros.policy.export import random_inputs
+from face_expr_ros.policy.fixtures import make_net
+from face_expr_ros.policy.network import PolicyConfig, count_parameters, flops_per_plan
+from face_expr_ros.policy.sampling import sample_categorical, sample_chunk, sampling_log_probs
+
+
+@pytest.fixture(scope="module")
+def net():
+    return make_net(seed=1)
+
+
+@pytest.fixture(scope="module")
+def inputs(net):
+    return random_inputs(net.cfg, 3, seed=2)
+
+
+def test_shapes_and_default_size(net, inputs):
+    cfg = net.cfg
+    be = TorchBackend(net)
+    h, code_logits = be.encode(inputs)
+    assert h.shape == (3, cfg.d_model) and code_logits.shape == (3, cfg.n_codes)
+    base, delta = be.head(h, np.zeros(3, np.int64))
+    assert base.shape == (3, ex.DIM, 256) and delta.shape == (3, cfg.n_keyframes - 1, ex.DIM, cfg.n_deltas)
+    # Factorised head: far below the naive D x (55 x H x 256) output layer.
+    naive = cfg.d_model * ex.DIM * cfg.horizon * 256
+    head = sum(p.numel() for n, p in net.named_parameters() if n.startswith(("base_", "delta_", "bin_", "head_")))
+    assert head < naive / 5
+    assert count_parameters(net) < 1_500_000
+    assert flops_per_plan(cfg)["total"] < 40e6
+
+
+def test_encoder_is_causal(net, inputs):
+    """Changing the last frame must not change what earlier positions computed (causal mask)."""
+    x = {k: torch.from_numpy(v) for k, v in inputs.items()}
+    block = net.blocks[0]
+    tokens = torch.randn(1, net.cfg.window, net.cfg.d_model)
+    changed = tokens.clone()
+    changed[:, -1] += 5.0
+    with torch.no_grad():
+        a, b = block(tokens), block(changed)
+    assert torch.allclose(a[:, :-1], b[:, :-1], atol=1e-6) and not torch.allclose(a[:, -1], b[:, -1])
+    with torch.no_grad():
+        h1, _ = net.encode(*(x[n] for n in ("speaker", "face_present", "audio", "since_word", "text",
+                                            "listener_past")))
+    assert torch.isfinite(h1).all()
+
+
+def test_sampled_log_prob_equals_network_log_prob(net, inputs):
+    """The sampler's model log-prob (sum over every discrete choice) is the network's joint log-prob."""
+    be = TorchBackend(net)
+    h, code_logits = be.encode(inputs)
+    s = sample_chunk(h, code_logits, be.head, np.random.default_rng(0), temperature=1.0, top_p=1.0)
+    np.testing.assert_allclose(s.logp_sample, s.logp_model, rtol=1e-6)  # T=1, no top-p: the same distribution
+    x = {k: torch.from_numpy(v) for k, v in inputs.items()}
+    with torch.no_grad():
+        joint = net.log_prob(x, torch.from_numpy(s.base), torch.from_numpy(s.deltas), torch.from_numpy(s.code))
+        marginal = net.log_prob(x, torch.from_numpy(s.base), torch.from_numpy(s.deltas))
+    np.testing.assert_allclose(joint.numpy(), s.logp_model, rtol=1e-4, atol=1e-3)
+    assert (marginal.numpy() >= joint.numpy() - 1e-4).all()
+
+
+def test_sample_categorical_matches_its_distribution():
+    rng = np.random.default_rng(0)
+    logits = np.array([2.0, 1.0, 0.0, -1.0, -3.0])
+    for temperature, top_p in ((1.0, 1.0), (0.5, 1.0), (1.0, 0.8)):
+        p = np.exp(sampling_log_probs(logits, temperature, top_p))
+        draws, lp_s, lp_m = sample_categorical(np.tile(logits, (40000, 1)), rng, temperature, top_p)
+        freq = np.bincount(draws, minlength=5) / len(draws)
+        np.testing.assert_allclose(freq, p, atol=0.01)
+        np.testing.assert_allclose(lp_s, np.log(p[draws]), rtol=1e-5)
+        np.testing.assert_allclose(lp_m, logits[draws] - np.log(np.exp(logits).sum()), rtol=1e-5)
+    # top-p 0.8 with probabilities .64 .24 .09 ...: keeps exactly the first two classes.
+    assert np.isfinite(sampling_log_probs(logits, 1.0, 0.8)).sum() == 2
+
+
+def test_top_p_prefilter_draws_the_same_classes_as_the_full_nucleus():
+    """The top-32 shortcut must pick exactly what sampling over all 256 classes picks."""
+    rng = np.random.default_rng(3)
+    for scale in (0.05, 1.0, 3.0, 8.0):
+        logits = rng.normal(0, scale, (4, 55, 256))
+        a = sample_categorical(logits, np.random.default_rng(1), 0.8, 0.9)
+        b = sample_categorical(logits, np.random.default_rng(1), 0.8, 0.9, prefilter=256)
+        assert np.array_equal(a[0], b[0])
+        np.testing.assert_allclose(a[1], b[1], rtol=1e-5)
+
+
+def test_diversity_and_greedy_determinism(net, inputs):
+    be = TorchBackend(net)
+    h, c = be.encode({k: v[:1] for k, v in inputs.items()})
+    samples = [sample_chunk(h, c, be.head, np.random.default_rng(s), temperature=1.0, top_p=0.95) for s in range(6)]
+    bases = {s.base.tobytes() for s in samples}
+    assert len(bases) == 6  # six seeds, six different chunks
+    greedy = [sample_chunk(h, c, be.head, np.random.default_rng(s), temperature=0.0) for s in range(3)]
+    assert all(np.array_equal(g.base, greedy[0].base) and np.array_equal(g.deltas, greedy[0].deltas) for g in greedy)
+    assert (greedy[0].logp_sample == 0).all()
+    # Greedy takes the most likely code, then the argmax of every token given that code.
+    assert greedy[0].code[0] == np.argmax(c[0])
+    b, _ = be.head(h, greedy[0].code)
+    assert np.array_equal(greedy[0].base[0], b[0].argmax(-1))
+
+
+def test_config_validation_names_the_field():
+    with pytest.raises(ValueError, match="'d_model'"):
+        PolicyConfig(d_model=100, n_heads=3)
+    with pytest.raises(ValueError, match="'window'"):
+        PolicyConfig(window=0)
+    with pytest.raises(ValueError, match="unknown config field"):
+        PolicyConfig.from_dict({"windw": 3})

@@ -1,0 +1,178 @@
+"""Streaming runtime: window, re-planning, blending, missing inputs, back-end selection, TensorRT cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from face_expr_ros import expression as ex
+from face_expr_ros.policy.backends import EngineCache, TorchBackend, engine_cache_key, select_backend
+from face_expr_ros.policy.fixtures import make_policy
+from face_expr_ros.policy.runtime import Observation, Policy, silent_audio_frame
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    return make_policy(tmp_path_factory.mktemp("rt") / "policy", seed=6)
+
+
+def _observations(n, seed=0):
+    rng = np.random.default_rng(seed)
+    for k in range(n):
+        face = None if k % 10 == 7 else rng.uniform(0.0, 0.5, ex.DIM).astype(np.float32) * (ex.UPPER > 0)
+        audio = None if k % 13 == 5 else rng.normal(-5.0, 2.0, 44).astype(np.float32)
+        yield Observation(face, audio, None if k < 20 else np.full(384, 384 ** -0.5, np.float32), k * 0.05)
+
+
+def test_step_outputs_valid_frames_and_replans_on_schedule(saved):
+    policy = Policy.load(saved[2], "onnxruntime", replan_every=3)
+    plans = []
+    outs = []
+    for obs in _observations(40):
+        before = policy.last_sample
+        outs.append(policy.step(obs))
+        plans.append(policy.last_sample is not before)
+    outs = np.array(outs)
+    assert outs.shape == (40, ex.DIM) and ex.is_valid(outs)
+    assert [k for k, p in enumerate(plans) if p] == list(range(0, 40, 3))
+    # The window feeds the outputs back as listener_past, one frame behind.
+    np.testing.assert_array_equal(policy.inputs()["listener_past"][0, -1], outs[-1])
+
+
+def test_missing_inputs_are_filled_not_guessed(saved):
+    policy = Policy.load(saved[2], "onnxruntime")
+    face = np.linspace(0, 0.5, ex.DIM).astype(np.float32) * (ex.UPPER > 0)
+    policy.step(Observation(face, None, None, None))
+    policy.step(Observation(None, None, None, None))
+    x = policy.inputs()
+    np.testing.assert_array_equal(x["speaker"][0, -1], face)  # the last speaker frame is kept...
+    assert x["face_present"][0, -2:].tolist() == [1.0, 0.0]  # ...but flagged as absent
+    np.testing.assert_array_equal(x["audio"][0, -1], silent_audio_frame(44))
+    assert silent_audio_frame(44)[-4] == pytest.approx(-2.0)  # -120 dB through the dataset's scaling
+    assert (x["text"] == 0).all() and x["since_word"][0, -1] == 30.0
+    # Before any face at all: neutral.
+    policy.reset()
+    policy.step(Observation())
+    assert (policy.inputs()["speaker"][0, -1] == ex.NEUTRAL).all()
+
+
+def test_seeded_runtime_is_reproducible_and_backend_independent(saved):
+    _net, _tok, path = saved
+    runs = []
+    for backend in ("onnxruntime", "torch", "onnxruntime"):
+        policy = Policy.load(path, backend, seed=123, temperature=0.8, top_p=0.9)
+        runs.append(np.array([policy.step(o) for o in _observations(30)]))
+    np.testing.assert_array_equal(runs[0], runs[2])
+    np.testing.assert_allclose(runs[0], runs[1], atol=1e-5)
+    other = Policy.load(path, "onnxruntime", seed=124, temperature=0.8, top_p=0.9)
+    assert not np.allclose(runs[0], np.array([other.step(o) for o in _observations(30)]))
+
+
+def test_temperature_zero_is_deterministic_across_seeds(saved):
+    outs = []
+    for seed in (1, 2):
+        policy = Policy.load(saved[2], "onnxruntime", seed=seed, temperature=0.0)
+        outs.append(np.array([policy.step(o) for o in _observations(12)]))
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_blending_is_smoother_than_raw_chunks(saved):
+    """Chunk seams: ensembling and cross-fading both cut the jump at re-plans vs no blending."""
+    def jerk(blend, decay=0.0, replan=4):
+        policy = Policy.load(saved[2], "onnxruntime", seed=0, replan_every=replan, blend=blend, ensemble_decay=decay)
+        out = np.array([policy.step(o) for o in _observations(80)])
+        return np.abs(np.diff(out, axis=0)).mean()
+
+    raw = jerk("ensemble", replan=8)  # re-plan only when a chunk ends: one chunk at a time, hard seams
+    assert jerk("ensemble", decay=0.0, replan=2) < raw
+
+
+def test_crossfade_ramps_linearly(saved):
+    net, tok, _ = saved
+    policy = Policy(TorchBackend(net), net.cfg, tok, replan_every=2, blend="crossfade")
+    policy._chunks.extend([(0, np.zeros((8, ex.DIM), np.float32)), (2, np.ones((8, ex.DIM), np.float32))])
+    assert [float(policy._blend(t)[0]) for t in (2, 3, 4)] == pytest.approx([1 / 3, 2 / 3, 1.0])
+
+
+def test_blend_weights_follow_act(saved):
+    net, tok, _path = saved
+    policy = Policy(TorchBackend(net), net.cfg, tok, replan_every=1, ensemble_decay=0.5)
+    a = np.zeros((8, ex.DIM), np.float32)
+    b = np.ones((8, ex.DIM), np.float32)
+    policy._chunks.extend([(0, a), (1, b)])
+    w = np.exp(-0.5 * np.arange(2))
+    np.testing.assert_allclose(policy._blend(1), np.full(ex.DIM, w[1] / w.sum()), rtol=1e-6)
+
+
+def test_bad_runtime_settings(saved):
+    net, tok, _ = saved
+    with pytest.raises(ValueError, match="replan_every"):
+        Policy(TorchBackend(net), net.cfg, tok, replan_every=9)
+    with pytest.raises(ValueError, match="blend"):
+        Policy(TorchBackend(net), net.cfg, tok, blend="average")
+
+
+# ---------------------------------------------------------------- back-end selection and TensorRT
+# TensorRT cannot be installed on this CPU machine: the selection and cache logic is tested with
+# a stand-in ``build`` function (a FAKE engine builder) and an explicit ``trt_ok`` flag.
+
+def test_select_backend():
+    assert select_backend("auto", trt_ok=False) == "onnxruntime"
+    assert select_backend("auto", trt_ok=True) == "tensorrt"
+    assert select_backend("torch", trt_ok=True) == "torch"
+    with pytest.raises(RuntimeError, match="TensorRT or a CUDA GPU is not available"):
+        select_backend("tensorrt", trt_ok=False)
+    with pytest.raises(ValueError, match="unknown back-end"):
+        select_backend("tflite", trt_ok=False)
+
+
+def test_engine_cache_key_changes_with_every_ingredient():
+    base = engine_cache_key("a" * 64, "10.3.0", "NVIDIA GeForce RTX 4090", False)
+    assert base == "aaaaaaaaaaaaaaaa-trt10.3.0-nvidia-geforce-rtx-4090-fp32"
+    others = {engine_cache_key("b" * 64, "10.3.0", "NVIDIA GeForce RTX 4090", False),
+              engine_cache_key("a" * 64, "10.4.0", "NVIDIA GeForce RTX 4090", False),
+              engine_cache_key("a" * 64, "10.3.0", "Orin (nvgpu)", False),
+              engine_cache_key("a" * 64, "10.3.0", "NVIDIA GeForce RTX 4090", True)}
+    assert base not in others and len(others) == 4
+
+
+def test_engine_cache_builds_once_and_rebuilds_on_change(tmp_path):
+    onnx_path = tmp_path / "policy.onnx"
+    onnx_path.write_bytes(b"graph-v1")
+    calls = []
+
+    def fake_build(path, fp16, timing_cache):  # FAKE: stands in for build_tensorrt_engine
+        calls.append((path.read_bytes(), fp16, timing_cache.name))
+        return b"engine:" + path.read_bytes()
+
+    cache = EngineCache(tmp_path / "engines", "10.3.0", "RTX 4090")
+    assert cache.get_or_build(onnx_path, False, fake_build) == (b"engine:graph-v1", True)
+    assert cache.get_or_build(onnx_path, False, fake_build) == (b"engine:graph-v1", False)
+    assert len(calls) == 1 and calls[0][2].startswith("timing-")
+    onnx_path.write_bytes(b"graph-v2")  # a new model: rebuilt, and the stale engine removed
+    assert cache.get_or_build(onnx_path, False, fake_build) == (b"engine:graph-v2", True)
+    assert len(list((tmp_path / "engines").glob("policy-*.engine"))) == 1
+    newer = EngineCache(tmp_path / "engines", "10.4.0", "RTX 4090")  # TensorRT upgrade: rebuilt
+    assert newer.get_or_build(onnx_path, False, fake_build)[1]
+    assert cache.get_or_build(onnx_path, True, fake_build)[1]  # FP16 is its own engine
+    assert len(calls) == 4
+
+
+@pytest.mark.gpu
+def test_tensorrt_matches_onnxruntime(saved, tmp_path):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs an NVIDIA GPU machine)")
+    from face_expr_ros.policy.backends import tensorrt_available
+
+    if not tensorrt_available():
+        pytest.skip("no CUDA GPU visible")
+    net, _tok, path = saved
+    from face_expr_ros.policy.backends import OnnxRuntimeBackend, TensorRTBackend
+    from face_expr_ros.policy.export import random_inputs
+
+    trt_be = TensorRTBackend(path, engines_dir=tmp_path / "engines")
+    ort_be = OnnxRuntimeBackend(path)
+    x = random_inputs(net.cfg, 3)
+    (_h1, c1), (h2, c2) = trt_be.encode(x), ort_be.encode(x)
+    assert np.abs(c1 - c2).max() < 1e-3
+    code = np.zeros(3, np.int64)
+    assert np.abs(trt_be.head(h2, code)[0] - ort_be.head(h2, code)[0]).max() < 1e-3

@@ -16,8 +16,12 @@ def share_tree(folder: str) -> list[tuple[str, list[str]]]:
     return sorted(entries.items())
 
 
-# Console scripts: the face-expr command, plus one per node once nodes exist (see NODES).
-NODES: dict[str, str] = {}
+# One console script per node (what `ros2 run face_expr_ros <name>` starts).
+NODES: dict[str, str] = {
+    f"{name}_node": f"face_expr_ros.nodes.{name}:main"
+    for name in ("face_tracker", "speech", "policy", "face_driver", "avatar", "webcam", "microphone",
+                 "bag_player", "bag_recorder")
+}
 
 setup(
     name=PACKAGE,

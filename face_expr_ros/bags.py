@@ -121,13 +121,17 @@ class BagWriter:
 
     def write(self, topic: str, msg: Any, t_ns: int) -> None:
         msgtype = msg.__msgtype__
+        self.write_raw(topic, msgtype, typestore().serialize_cdr(msg, msgtype), t_ns)
+
+    def write_raw(self, topic: str, msgtype: str, data: bytes, t_ns: int) -> None:
+        """Append an already CDR-serialised message (e.g. from rclpy's serialize_message)."""
         connection = self._connections.get(topic)
         if connection is None:
             connection = self._writer.add_connection(topic, msgtype, typestore=typestore())
             self._connections[topic] = connection
         elif connection.msgtype != msgtype:
             raise BagError(f"{self.path}: topic {topic} has type {connection.msgtype}, not {msgtype}")
-        self._writer.write(connection, int(t_ns), typestore().serialize_cdr(msg, msgtype))
+        self._writer.write(connection, int(t_ns), data)
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,17 @@ def read_bag(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[
             except Exception as err:  # noqa: BLE001 - rosbags raises several error types
                 raise BagError(f"{path}: cannot decode {connection.topic} at t={t_ns} ns: {err}") from None
             yield BagMessage(connection.topic, connection.msgtype, t_ns, msg)
+
+
+def read_bag_raw(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[tuple[str, str, int, bytes]]:
+    """(topic, msgtype, t_ns, CDR bytes) in time order, without deserialising (for replay)."""
+    from rosbags.rosbag2 import Reader
+
+    wanted = set(topics) if topics is not None else None
+    with _open_reader(Reader, path) as reader:
+        connections = [c for c in reader.connections if wanted is None or c.topic in wanted]
+        for connection, t_ns, raw in reader.messages(connections=connections):
+            yield connection.topic, connection.msgtype, t_ns, bytes(raw)
 
 
 @contextmanager

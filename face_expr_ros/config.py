@@ -167,6 +167,28 @@ class MicrophoneSettings(NodeSettings):
     audio_topic: str = param("/audio/pcm", "PCM out (std_msgs/Int16MultiArray).")
 
 
+@dataclass(frozen=True)
+class BagPlayerSettings(NodeSettings):
+    bag: str = param("", "rosbag2 folder to play (sqlite3 or mcap).")
+    rate: float = param(1.0, "Playback speed factor (2.0 plays twice as fast).", low=0.01, high=100.0)
+    publish_clock: bool = param(False, "Publish /clock from the bag's time (for use_sim_time).")
+    topics: str = param("", "Comma-separated topics to play; empty plays all.")
+    remap: str = param("", "Comma-separated from:=to topic renames, e.g. /cam:=/camera/image_raw.")
+    start_delay_s: float = param(1.0, "Wait before the first message, for subscribers to connect.",
+                                 low=0.0, high=60.0)
+    loop: bool = param(False, "Start again at the end.")
+
+
+@dataclass(frozen=True)
+class BagRecorderSettings(NodeSettings):
+    out: str = param("", "rosbag2 folder to create.")
+    storage: str = param("mcap", "Storage format.", choices=("sqlite3", "mcap"))
+    topics: str = param(
+        "/face_expr/expression,/face_expr/speaker_expression,/face_expr/transcript,/face_controller/commands",
+        "Comma-separated topics to record (their types are discovered from the graph).",
+    )
+
+
 NODE_SCHEMAS: dict[str, type[NodeSettings]] = {
     "face_tracker": FaceTrackerSettings,
     "speech": SpeechSettings,
@@ -176,6 +198,8 @@ NODE_SCHEMAS: dict[str, type[NodeSettings]] = {
     "learner": LearnerSettings,
     "webcam": WebcamSettings,
     "microphone": MicrophoneSettings,
+    "bag_player": BagPlayerSettings,
+    "bag_recorder": BagRecorderSettings,
 }
 
 S = TypeVar("S", bound=NodeSettings)

@@ -9,21 +9,33 @@ from (``--params-file``, ``-p``, or ``face-expr bringup``).
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from face_expr_ros import config
 
 S = TypeVar("S", bound=config.NodeSettings)
 
-DIAGNOSTICS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# QoS per kind of topic (documented in docs/architecture.md). Camera and avatar images are
+# best effort, depth 1: a late frame is worth nothing and must not queue up; a best-effort
+# subscriber also matches the best-effort publishers of common camera drivers. Audio is
+# reliable and deep: a lost chunk is a gap in the speech. Expressions, transcripts, commands
+# and ratings are reliable: small, and each one matters.
+IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST)
+AUDIO_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+STATE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
+DIAGNOSTICS_QOS = STATE_QOS
 
 
 def declare_settings(node: Node, schema: type[S]) -> S:
@@ -112,3 +124,50 @@ class Diagnostics:
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self._node.get_clock().now().to_msg()
         self._pub.publish(msg)
+
+
+def message_class(msgtype: str) -> type:
+    """The rclpy message class of a ROS type name such as ``sensor_msgs/msg/Image``."""
+    package, _, name = msgtype.split("/")
+    try:
+        return getattr(importlib.import_module(f"{package}.msg"), name)
+    except (ImportError, AttributeError):
+        raise ValueError(f"message type {msgtype} is not available in this ROS 2 install") from None
+
+
+class ReportOnce:
+    """Log each distinct problem once (with its offending value) and count every occurrence."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self._seen: set[str] = set()
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, kind: str, message: str) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        if message not in self._seen:
+            self._seen.add(message)
+            self._node.get_logger().warning(f"{message} (reported once; counted in /diagnostics)")
+
+
+def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
+    """Spin one node until Ctrl-C or shutdown; a configuration error ends it with exit code 2."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = factory()
+        rclpy.spin(node)
+    except config.ConfigError as err:
+        print(f"[face_expr_ros] configuration error: {err}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0

@@ -1,0 +1,94 @@
+"""Face tracker node: camera images in, the speaker's 55-d expression out.
+
+Publishes only while a face is seen; the policy treats a silent topic as "no face". The
+output keeps the image's stamp, so latency can be measured from the camera to any output.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.time import Time
+from sensor_msgs.msg import CompressedImage, Image, JointState
+
+from face_expr_ros import config, messages
+from face_expr_ros.nodes import base
+
+
+class FaceTrackerNode(Node):
+    def __init__(self, **node_kwargs: object) -> None:
+        super().__init__("face_tracker", **node_kwargs)
+        self.settings = base.declare_settings(self, config.FaceTrackerSettings)
+        from face_expr_ros.perception.face_tracker import FaceTracker
+
+        self.tracker = FaceTracker(channel_order="bgr")
+        s = self.settings
+        if s.compressed:
+            self.create_subscription(CompressedImage, s.image_topic + "/compressed", self.on_compressed, base.IMAGE_QOS)
+        else:
+            self.create_subscription(Image, s.image_topic, self.on_image, base.IMAGE_QOS)
+        self.publisher = self.create_publisher(JointState, s.expression_topic, base.STATE_QOS)
+        self.report = base.ReportOnce(self)
+        self.meter = base.RateMeter()
+        self.faces = 0
+        self.last_stamp_ns = -1
+        self.diagnostics = base.Diagnostics(self, s.diagnostics_period_s)
+        self.create_timer(s.diagnostics_period_s, self.update_diagnostics)
+        topic = s.image_topic + ("/compressed" if s.compressed else "")
+        self.get_logger().info(f"tracking faces on {topic} -> {s.expression_topic}")
+
+    def on_image(self, msg: Image) -> None:
+        try:
+            image = messages.image_to_bgr(msg)
+        except messages.MessageError as err:
+            self.report("bad_image", f"dropping images from {self.settings.image_topic}: {err}")
+            return
+        self.process(image, msg.header)
+
+    def on_compressed(self, msg: CompressedImage) -> None:
+        import cv2
+
+        image = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            self.report("bad_image", f"dropping CompressedImage with format {msg.format!r}: it does not decode")
+            return
+        self.process(image, msg.header)
+
+    def process(self, image: np.ndarray, header: object) -> None:
+        stamp_ns = messages.stamp_to_ns(header.stamp)
+        now_ns = self.get_clock().now().nanoseconds
+        if stamp_ns <= self.last_stamp_ns:
+            self.report("out_of_order", f"dropping an image stamped {stamp_ns} ns, not after {self.last_stamp_ns} ns")
+            return
+        if stamp_ns > 0 and now_ns - stamp_ns > self.settings.max_image_age_s * 1e9:
+            age = (now_ns - stamp_ns) / 1e9
+            self.report("late", f"dropping images older than {self.settings.max_image_age_s} s (one was {age:.2f} s)")
+            return
+        self.last_stamp_ns = stamp_ns
+        start = time.perf_counter()
+        try:
+            observation = self.tracker.process(image)
+        except ValueError as err:
+            self.report("bad_image", f"dropping an unusable image: {err}")
+            return
+        self.meter.tick(time.perf_counter() - start)
+        if not observation.face_present:
+            return
+        self.faces += 1
+        out = JointState()
+        out.header.stamp = Time(nanoseconds=stamp_ns).to_msg() if stamp_ns > 0 else self.get_clock().now().to_msg()
+        out.header.frame_id = "speaker_face"
+        messages.fill_joint_state(out, observation.expression)
+        self.publisher.publish(out)
+
+    def update_diagnostics(self) -> None:
+        self.diagnostics.set(frames=self.meter.count, faces=self.faces, rate_hz=f"{self.meter.rate_hz():.1f}",
+                             track_ms_p50=f"{self.meter.latency_ms(0.5):.1f}",
+                             track_ms_p99=f"{self.meter.latency_ms(0.99):.1f}",
+                             **{f"dropped_{k}": v for k, v in self.report.counts.items()})
+
+
+def main(args: list[str] | None = None) -> int:
+    return base.run_node(FaceTrackerNode, args)

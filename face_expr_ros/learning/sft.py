@@ -46,6 +46,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from face_expr_ros import expression as ex
 from face_expr_ros.learning.dataset import WindowDataset, audio_frame_features
 from face_expr_ros.learning.shards import read_manifest
+from face_expr_ros.perception.text_encoder import default_encoder_dir
 from face_expr_ros.policy.model_dir import save_policy
 from face_expr_ros.policy.network import INPUT_NAMES, ListenerPolicy, PolicyConfig
 from face_expr_ros.policy.tokenizer import ActionTokenizer
@@ -68,7 +69,7 @@ class SFTConfig:
     smooth_weight: float = 0.1
     stride: int = 4
     text: str = "minilm"  # "minilm" or "none"
-    text_encoder_dir: str = "models/text_encoder"
+    text_encoder_dir: str = str(default_encoder_dir())
     log_every: int = 10
     eval_every: int = 200
     save_every: int = 500
@@ -348,26 +349,38 @@ def train(cfg: SFTConfig) -> Path:
     return policy_dir
 
 
-def parse_args(argv: list[str] | None = None) -> SFTConfig:
-    p = argparse.ArgumentParser(description="Supervised fine-tuning of the listener policy.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The training options (shared by ``python -m ...sft`` and ``face-expr train``)."""
     p.add_argument("--data", required=True, help="dataset folder (manifest.json + shards)")
     p.add_argument("--out", required=True, help="run folder: checkpoint/, policy/, log.csv, curves.png")
     defaults = SFTConfig("", "")
     for name in ("steps", "batch_size", "warmup", "log_every", "eval_every", "save_every", "eval_batches", "seed",
                  "stride"):
-        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name),
+                       help=f"(default {getattr(defaults, name)})")
     for name in ("lr", "min_lr", "weight_decay", "grad_clip", "smooth_weight"):
-        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
-    p.add_argument("--text", choices=("minilm", "none"), default=defaults.text)
-    p.add_argument("--text-encoder-dir", default=defaults.text_encoder_dir)
+        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name),
+                       help=f"(default {getattr(defaults, name)})")
+    p.add_argument("--text", choices=("minilm", "none"), default=defaults.text,
+                   help="transcript embeddings: MiniLM, or none (tiny tests)")
+    p.add_argument("--text-encoder-dir", default=defaults.text_encoder_dir,
+                   help="where the ONNX MiniLM lives (exported there on first use)")
     p.add_argument("--arch", default="{}", help='PolicyConfig overrides as JSON, e.g. \'{"d_model": 64}\'')
-    p.add_argument("--no-resume", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if a checkpoint exists")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export of the final policy")
-    a = p.parse_args(argv)
+
+
+def config_from_args(a: argparse.Namespace) -> SFTConfig:
     return SFTConfig(a.data, a.out, a.steps, a.batch_size, a.lr, a.min_lr, a.warmup, a.weight_decay, a.grad_clip,
                      a.smooth_weight, a.stride, a.text, a.text_encoder_dir, a.log_every, a.eval_every, a.save_every,
                      a.eval_batches, a.seed, not a.no_resume, not a.no_progress, not a.no_onnx, json.loads(a.arch))
+
+
+def parse_args(argv: list[str] | None = None) -> SFTConfig:
+    p = argparse.ArgumentParser(description="Supervised fine-tuning of the listener policy.")
+    add_arguments(p)
+    return config_from_args(p.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from face_expr_ros import config, messages
 from face_expr_ros.nodes import base
 
 DEFAULT_POLICY_DIR = "models/policy"
-DEFAULT_TEXT_ENCODER_DIR = "models/text_encoder"
 MAX_TRANSCRIPT_WORDS = 200
 
 
@@ -29,7 +28,7 @@ class PolicyNode(Node):
     def __init__(self, **node_kwargs: object) -> None:
         super().__init__("policy", **node_kwargs)
         s = self.settings = base.declare_settings(self, config.PolicySettings)
-        from face_expr_ros.perception.text_encoder import TextEncoder
+        from face_expr_ros.perception.text_encoder import TextEncoder, default_encoder_dir
         from face_expr_ros.policy.model_dir import PolicyFileError
         from face_expr_ros.policy.runtime import Observation, Policy
 
@@ -40,7 +39,7 @@ class PolicyNode(Node):
             self.policy = Policy.load(model_dir, s.backend, temperature=s.temperature, top_p=s.top_p, seed=seed)
         except (PolicyFileError, FileNotFoundError, ValueError, ImportError) as err:
             raise config.ConfigError(f"node policy: cannot load the policy from {model_dir!r}: {err}") from None
-        self.text_encoder = TextEncoder(config.package_share() / DEFAULT_TEXT_ENCODER_DIR)
+        self.text_encoder = TextEncoder.ensure(default_encoder_dir())
         self.report = base.ReportOnce(self)
         self.meter = base.RateMeter()
         self.speaker: np.ndarray | None = None

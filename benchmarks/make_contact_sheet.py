@@ -1,6 +1,9 @@
 """Contact sheet of both avatars for a handful of channels at weight 1 -> docs/face_model_contact_sheet.png.
 
-    python benchmarks/make_contact_sheet.py [--out PATH]
+    python benchmarks/make_contact_sheet.py [--out PATH] [--tile 180]
+
+The sheet is stored as a 256-colour palette PNG (median-cut quantisation with
+Floyd-Steinberg dithering), which keeps it well under 600 KB.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ PANELS: tuple[tuple[str, dict[str, float]], ...] = (
     ("jawOpen", {"jawOpen": 1.0}),
     ("mouthSmile L+R", {"mouthSmileLeft": 1.0, "mouthSmileRight": 1.0}),
     ("mouthFrown L+R", {"mouthFrownLeft": 1.0, "mouthFrownRight": 1.0}),
+    ("eyeBlink L+R 0.5", {"eyeBlinkLeft": 0.5, "eyeBlinkRight": 0.5}),
     ("eyeBlink L+R", {"eyeBlinkLeft": 1.0, "eyeBlinkRight": 1.0}),
     ("browInnerUp", {"browInnerUp": 1.0}),
     ("browDown L+R", {"browDownLeft": 1.0, "browDownRight": 1.0}),
@@ -36,7 +40,7 @@ PANELS: tuple[tuple[str, dict[str, float]], ...] = (
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(OUT))
-    ap.add_argument("--tile", type=int, default=200, help="panel size in pixels")
+    ap.add_argument("--tile", type=int, default=180, help="panel size in pixels")
     args = ap.parse_args()
     mesh, photo = MeshRenderer(), PhotoRenderer()
     tiles = []
@@ -56,7 +60,10 @@ def main() -> int:
     rows = [np.hstack(tiles[i:i + cols]) for i in range(0, len(tiles), cols)]
     sheet = np.vstack(rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(args.out, sheet)
+    from PIL import Image
+
+    img = Image.fromarray(sheet[:, :, ::-1].copy()).quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    img.save(args.out, optimize=True)
     print(f"wrote {args.out} ({sheet.shape[1]}x{sheet.shape[0]})")
     return 0
 

@@ -140,12 +140,42 @@ def test_running_neutral_absorbs_identity():
     assert last.max() < 0.1
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="acceptance thresholds not met yet: see docs/face_model.md, Round trip")
-def test_round_trip_small():
-    """30 random frames: photo avatar with known weights -> tracker -> acceptance thresholds."""
+def test_round_trip_quick():
+    """40 random frames (seed 23, held out from the calibration's seed 7): photo avatar with known
+    weights -> tracker. Looser than the acceptance (few frames make MAE and r noisy), still far
+    above what an uncalibrated or broken tracker reaches (r ~ 0.3-0.6 before calibration)."""
+    from face_expr_ros.rig.roundtrip import SCORED, run_round_trip
+
+    res = run_round_trip(40, seed=23)
+    assert res.face_present.all()
+    for name in SCORED:
+        s = res.channel_stats(name)
+        assert s["mae"] <= 0.16 and s["corr"] >= 0.7, (name, s)
+    for name in ("headPitch", "headYaw"):
+        assert res.channel_stats(name)["mae"] <= 4.0
+
+
+def test_round_trip_acceptance():
+    """300 random frames (seed 11, held out from the calibration's seed 7) meet the acceptance:
+    scored channels MAE <= 0.12 and r >= 0.8, head pitch/yaw MAE <= 4 deg, running neutral on
+    (about 6-10 s, so not marked slow)."""
     from face_expr_ros.rig.roundtrip import run_round_trip
 
-    res = run_round_trip(30, seed=11)
+    res = run_round_trip(300, seed=11)
     assert res.face_present.all()
     assert res.failures() == []
+
+
+def test_observation_model_has_readout():
+    """The stored calibration is the mixture model: read-out present and used by the tracker's fitter."""
+    from face_expr_ros.rig.calibration import load_observation_model
+
+    obs = load_observation_model()
+    assert obs is not None
+    k = len(obs.channels)
+    assert obs.readout.shape == (3 * 468 + k + 1, k)
+    for name in ("jawOpen", "eyeBlinkLeft", "mouthSmileRight", "browInnerUp", "browDownLeft"):
+        assert index(name) in obs.channels
+    fitter = ExpressionFitter(adapt_neutral=False)
+    assert fitter.readout is not None
+    assert ExpressionFitter(adapt_neutral=False, basis="model").readout is None

@@ -96,3 +96,26 @@ def test_make_renderer_kinds():
 def test_photo_without_face_is_rejected():
     with pytest.raises(ValueError, match="no face"):
         PhotoRenderer(np.full((240, 320, 3), 128, np.uint8))
+
+
+def test_photo_blink_closes_the_lids_over_skin(photo):
+    """At eyeBlink 1 the lid margins meet and the closed eye shows lid skin, not the dark iris."""
+    from face_expr_ros.expression import index
+
+    closed = from_dict({"eyeBlinkLeft": 1.0, "eyeBlinkRight": 1.0})
+    tgt, _ = photo.target_points(closed)
+    assert abs(tgt[topo.UPPER_LID_LEFT, 1] - tgt[topo.LOWER_LID_LEFT, 1]) < 1.5
+    assert abs(tgt[topo.UPPER_LID_RIGHT, 1] - tgt[topo.LOWER_LID_RIGHT, 1]) < 1.5
+    # Lid unfolding: the closing upper lid samples lid skin from higher up the photo.
+    src0, src1 = photo.source_points(from_dict({})), photo.source_points(closed)
+    assert src1[topo.UPPER_LID_LEFT, 1] < src0[topo.UPPER_LID_LEFT, 1] - 1.0  # photo y grows downwards
+    assert np.array_equal(src0, photo.src)
+    open_img = photo.render(from_dict({})).astype(float)
+    shut_img = photo.render(closed).astype(float)
+    tgt0, _ = photo.target_points(from_dict({}))
+    for lid_up, lid_lo in ((topo.UPPER_LID_LEFT, topo.LOWER_LID_LEFT), (topo.UPPER_LID_RIGHT, topo.LOWER_LID_RIGHT)):
+        c = 0.5 * (tgt0[lid_up] + tgt0[lid_lo])
+        x, y = int(c[0]), int(c[1])
+        patch = (slice(y - 3, y + 4), slice(x - 3, x + 4))
+        assert shut_img[patch].mean() > open_img[patch].mean() + 25  # iris gone, skin there
+    assert index("eyeBlinkLeft") in photo._lid_channel

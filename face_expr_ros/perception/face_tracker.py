@@ -11,17 +11,25 @@ Pipeline per frame:
    the canonical face frame.
 3. **Expression fit.** The 52 ARKit weights solve the bounded, lightly ridge-regularised
    least-squares problem ``min_w |W (B w - (x - n))|^2 + lambda |w|^2, 0 <= w <= 1`` where
-   ``B`` is the model's expression basis, ``x`` the aligned landmarks and ``n`` the
+   ``B`` is the expression basis (by default the detector-space observation basis of
+   :mod:`face_expr_ros.rig.calibration`), ``x`` the aligned landmarks and ``n`` the
    per-person neutral; ``W`` down-weights depth, which monocular landmarks estimate poorly.
    Since ``B`` is fixed, the normal matrix is factorised once (Cholesky) and each frame
    solves a tiny bounded problem in the reduced space with scipy's BVLS (Stark & Parker
    1995): the same minimiser at a fraction of the cost of the full 1404-row problem.
+   With a calibrated observation model, a linear ridge read-out (Hoerl & Kennard 1970)
+   from ``[x - n, s * w_fit, 1]`` to the weights, trained on rendered mixtures, then
+   corrects the fit's shrinkage and the cross-talk of overlapping channels; the clipped
+   read-out is the reported weight, while ``w_fit`` keeps driving the running neutral.
 4. **Per-person running neutral.** A person's resting face differs from the model's, so
    the neutral ``n`` is learned online and robustly: the expression-free part of each frame
    ``x - B w`` pulls ``n`` with a small rate and a per-vertex clipped (Huber-like) step, and a
    leaky per-channel floor of the weights (the lowest weight seen recently) moves ``n``
    along that channel's field, because a channel that never reads below ``f`` means the
-   neutral itself carries ``f`` of it. Nonnegative weights are what make the neutral
+   neutral itself carries ``f`` of it. Only the floor above a dead band (0.08) is moved:
+   the leaky minimum of a channel that is never exactly 0 (an ever-moving jaw, or noise)
+   settles near ``sqrt(leak * range)``, and shifting by that on every frame would let the
+   neutral drift along the channel without bound. Nonnegative weights are what make the neutral
    identifiable along the basis directions at all (cf. the neutral re-estimation of
    Bouaziz, Wang & Pauly 2013, "Online modeling for realtime facial animation").
 
@@ -38,6 +46,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from face_expr_ros.expression import DIM, N_BLENDSHAPES, NEUTRAL, clamp, index
+from face_expr_ros.rig.calibration import ObservationModel, load_observation_model, pose_terms
 from face_expr_ros.rig.model import FaceModel, load_model
 from face_expr_ros.rig.pose import Similarity, image_to_canonical, pose_from_rotation, umeyama
 
@@ -144,6 +153,8 @@ class FitResult:
     rms_residual_mm: float
     aligned: NDArray[np.float64]
     similarity: Similarity
+    first_stage: NDArray[np.float64] | None = field(default=None, repr=False)  # bounded LS weights (52,)
+    offset: NDArray[np.float64] | None = field(default=None, repr=False)  # aligned - neutral (V, 3)
 
 
 class ExpressionFitter:
@@ -153,7 +164,8 @@ class ExpressionFitter:
     out the photo's own expression with it) and tests on synthetic landmarks alike.
 
     ``basis="observed"`` fits the detector-space observation model of
-    :mod:`face_expr_ros.rig.calibration` when it is available (the tracker's default);
+    :mod:`face_expr_ros.rig.calibration` when it is available (the tracker's default; pass
+    ``observation`` to use one other than the stored file) and applies its read-out;
     ``basis="model"`` fits the surface basis itself (exact for synthetic landmarks).
     """
 
@@ -163,37 +175,44 @@ class ExpressionFitter:
         *,
         adapt_neutral: bool = True,
         basis: Literal["observed", "model"] = "observed",
+        observation: ObservationModel | None = None,
         ridge: float = 0.02,
         sparsity: float = 0.02,
         min_response_mm: float = 2.0,
         depth_weight: float = 0.3,
         neutral_rate: float = 0.03,
-        floor_leak: float = 0.004,
+        floor_leak: float = 0.002,
         floor_rate: float = 0.05,
+        floor_deadband: float = 0.08,
     ) -> None:
         self.model = model if model is not None else load_model()
         self.adapt_neutral = adapt_neutral
         self.neutral_rate = neutral_rate
         self.floor_leak = floor_leak
         self.floor_rate = floor_rate
+        self.floor_deadband = floor_deadband
         m = self.model
         self.active = np.flatnonzero(np.abs(m.basis).reshape(N_BLENDSHAPES, -1).max(axis=1) > 0)
         fields, self.base_neutral = m.basis, m.neutral
-        self.angle_gain, self.angle_offset = np.ones(3), np.zeros(3)
+        self.angle_map = np.vstack([np.eye(3), np.zeros((1, 3))])
         self.pose_fields: NDArray[np.float64] | None = None
+        self.readout: NDArray[np.float64] | None = None
+        self.readout_scale = 1.0
         if basis == "observed":
-            from face_expr_ros.rig.calibration import load_observation_model
-
-            obs = load_observation_model()
+            obs = observation if observation is not None else load_observation_model()
             if obs is not None:
                 fields, self.base_neutral = obs.basis, obs.neutral
-                self.angle_gain, self.angle_offset = obs.angle_gain, obs.angle_offset
+                self.angle_map = obs.angle_map
+                self.readout_scale = obs.readout_scale
                 self.pose_fields = obs.pose_fields.reshape(len(obs.pose_fields), -1)
                 # Channels the detector barely responds to (calibrated peak landmark motion below
                 # min_response_mm) cannot be told from detector noise: they are reported as 0
                 # rather than fitted, which would only spread noise over the others.
                 response = np.linalg.norm(obs.basis, axis=2).max(axis=1)
-                self.active = self.active[response[self.active] >= min_response_mm]
+                self.active = obs.channels[response[obs.channels] >= min_response_mm]
+                expected = (3 * m.n_vertices + len(obs.channels) + 1, len(obs.channels))
+                if obs.readout.shape == expected and np.array_equal(self.active, obs.channels):
+                    self.readout = obs.readout
         elif basis != "model":
             raise ValueError(f"basis must be 'observed' or 'model', got {basis!r}")
         self.fields = fields
@@ -242,11 +261,9 @@ class ExpressionFitter:
             raise ValueError(f"expected finite landmarks of shape ({self.model.n_vertices}, 3), got {lm.shape}")
         sim = self.align(lm)
         aligned = sim.invert(image_to_canonical(lm[: self.model.n_vertices]))
-        angles = (np.asarray(pose_from_rotation(sim.rotation)) - self.angle_offset) / self.angle_gain
+        angles = np.append(pose_from_rotation(sim.rotation), 1.0) @ self.angle_map
         neutral = self.neutral
         if self.pose_fields is not None:
-            from face_expr_ros.rig.calibration import pose_terms
-
             neutral = neutral + (pose_terms(angles[0], angles[1]) @ self.pose_fields).reshape(-1, 3)
         delta = aligned - neutral
         w = self.solve(delta)
@@ -255,9 +272,23 @@ class ExpressionFitter:
         rms = float(np.sqrt(np.mean(np.sum((resid * self._w_xyz) ** 2, axis=1))))
         if update if update is not None else self.adapt_neutral:
             self._update_neutral(resid, w)
-        full = np.zeros(N_BLENDSHAPES)
-        full[self.active] = w
-        return FitResult(full, float(angles[0]), float(angles[1]), float(angles[2]), rms, aligned, sim)
+        first = np.zeros(N_BLENDSHAPES)
+        first[self.active] = w
+        full = first
+        if self.readout is not None:
+            full = np.zeros(N_BLENDSHAPES)
+            full[self.active] = np.clip(self._readout_vector(delta, w) @ self.readout, 0.0, 1.0)
+        return FitResult(full, float(angles[0]), float(angles[1]), float(angles[2]), rms, aligned, sim,
+                         first, delta)
+
+    def _readout_vector(self, delta: NDArray[np.float64], w: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.concatenate([delta.ravel(), self.readout_scale * w, [1.0]])
+
+    def readout_features(self, fit: FitResult) -> NDArray[np.float64]:
+        """Read-out regressors ``[x - n, s * w_fit, 1]`` of a fit (used to calibrate the read-out)."""
+        if fit.first_stage is None or fit.offset is None:
+            raise ValueError("fit carries no first-stage result")
+        return self._readout_vector(fit.offset, fit.first_stage[self.active])
 
     def _update_neutral(self, resid: NDArray[np.float64], w: NDArray[np.float64]) -> None:
         self.frames += 1
@@ -273,7 +304,11 @@ class ExpressionFitter:
         # that never reads below f means the neutral itself carries f of it.
         self.floor = np.minimum(w, self.floor + self.floor_leak)
         if self.frames > 10:
-            shift = self.floor_rate * self.floor
+            # Only the part of the floor above a dead band moves the neutral: the leaky minimum of
+            # a channel that is never exactly 0 (noise, or an ever-moving jaw) settles near
+            # sqrt(leak * range), and shifting by that on every frame would let the neutral
+            # drift along the channel without bound.
+            shift = self.floor_rate * np.maximum(self.floor - self.floor_deadband, 0.0)
             self.neutral = self.neutral + (shift @ self._basis_flat).reshape(-1, 3)
             self.floor = self.floor - shift
         # Keep the neutral in the reference frame: remove rigid drift the updates introduced.

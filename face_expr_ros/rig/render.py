@@ -230,6 +230,7 @@ class PhotoRenderer:
         src[self._outer] = _apply_2d(a2, tgt0[self._outer])
         src[len(self.points3d):] = _apply_2d(a2, border)
         self.src = src.astype(np.float64)
+        self._lid_idx, self._lid_shift, self._lid_channel = _lid_unfolding(self.neutral, self.src)
         self._outer_tgt = tgt0[self._outer]
         # Triangles: face mesh, eye fans, mouth fan, and a Delaunay fill of the ring region.
         face = self.model.triangles
@@ -288,17 +289,25 @@ class PhotoRenderer:
         depth[: self._outer[0]] = moving[:, 2]
         return tgt, depth
 
+    def source_points(self, frame: ArrayLike) -> NDArray[np.float64]:
+        """Photo pixel positions (N, 2) the warp vertices sample for one frame (lid unfolding applied)."""
+        f = _as_frame(frame)
+        src = self.src.copy()
+        src[self._lid_idx] += f[self._lid_channel][:, None] * self._lid_shift
+        return src
+
     def render(self, frame: ArrayLike) -> NDArray[np.uint8]:
         import cv2
 
         tgt, depth = self.target_points(frame)
+        src = self.source_points(frame)
         tris = self.all_tris
         # Affine map per triangle, output -> photo: [u v] = [x y 1] @ M, M = T^-1 S.
         t_h = np.concatenate([tgt[tris], np.ones((len(tris), 3, 1))], axis=2)
         det = np.linalg.det(t_h)
         ok = np.abs(det) > 1e-6
         t_h[~ok] = np.eye(3)
-        maps = np.linalg.solve(t_h, self.src[tris]).astype(np.float32)  # (T, 3, 2)
+        maps = np.linalg.solve(t_h, src[tris]).astype(np.float32)  # (T, 3, 2)
         # Draw order: ring (background) first, then the eyeballs and mouth interior (they lie
         # behind the lids and lips, so any overlap with them must lose), then the face mesh far
         # to near, with triangles turned away from the camera culled.
@@ -322,6 +331,47 @@ class PhotoRenderer:
         if mouth.any():
             out[mouth] = MOUTH_INTERIOR_RGB
         return out
+
+
+LID_UNFOLD = 0.85
+
+
+def _lid_unfolding(
+    neutral: NDArray[np.float64], src: NDArray[np.float64]
+) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]:
+    """Source-coordinate shifts that unfold the upper lid as the eye closes.
+
+    In an open eye most of the upper lid's skin is folded under the lid crease, so the photo
+    shows only a dark band of lashes and crease shadow above the lid margin. Stretching that
+    band over a closed eye paints a dark slit that looks half open to people and to
+    landmark detectors. As ``eyeBlink`` goes to 1 the upper-lid triangles therefore sample
+    from higher up the photo: each lid-margin vertex slides ``LID_UNFOLD`` of the way to the
+    mean source position of its neighbours on the next ring up, and each of those to their
+    neighbours above on the ring after, so a closed lid shows lid skin with only a thin lash
+    line at the seam. Returns vertex indices, per-vertex shift at weight 1 (pixels) and the
+    blink channel (frame index) driving each vertex.
+    """
+    from face_expr_ros.expression import index as channel
+
+    adj = topo.adjacency_lists()
+    chains, loops = topo.lip_and_lid_chains(), topo.boundary_loops()
+    idx: list[int] = []
+    shift: list[NDArray[np.float64]] = []
+    chan: list[int] = []
+    for side, name in (("left", "eyeBlinkLeft"), ("right", "eyeBlinkRight")):
+        loop = set(loops["eye_" + side].tolist())
+        ring0 = [int(v) for v in chains["upper_lid_" + side]]
+        ring1 = sorted({n for v in ring0 for n in adj[v]} - loop)
+        taken = loop | set(ring1)
+        # Each vertex slides towards its neighbours one ring up: ring0 -> ring1, ring1 -> above.
+        pairs = [(v, [n for n in adj[v] if n in ring1]) for v in ring0]
+        pairs += [(v, [n for n in adj[v] if n not in taken and neutral[n, 1] > neutral[v, 1]]) for v in ring1]
+        for v, above in pairs:
+            if above:
+                idx.append(v)
+                shift.append(LID_UNFOLD * (src[above].mean(axis=0) - src[v]))
+                chan.append(channel(name))
+    return np.array(idx, dtype=np.int64), np.array(shift), np.array(chan, dtype=np.int64)
 
 
 def _similarity_2d(src: NDArray[np.float64], dst: NDArray[np.float64]) -> NDArray[np.float64]:

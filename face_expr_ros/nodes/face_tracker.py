@@ -64,7 +64,8 @@ class FaceTrackerNode(Node):
             return
         if stamp_ns > 0 and now_ns - stamp_ns > self.settings.max_image_age_s * 1e9:
             age = (now_ns - stamp_ns) / 1e9
-            self.report("late", f"dropping images older than {self.settings.max_image_age_s} s (one was {age:.2f} s)")
+            self.report("late", f"dropping images older than {self.settings.max_image_age_s} s (one was {age:.2f} s; "
+                                "replaying a bag? run with use_sim_time and the player's /clock)")
             return
         self.last_stamp_ns = stamp_ns
         start = time.perf_counter()

@@ -72,7 +72,7 @@ class PolicyNode(Node):
         except messages.MessageError as err:
             self.report("bad_speaker", f"dropping speaker expressions: {err}")
             return
-        self.speaker_time = time.monotonic()
+        self.speaker_time = self._now()
         self.speaker_stamp_ns = messages.stamp_to_ns(msg.header.stamp)
 
     def on_audio(self, msg: Float32MultiArray) -> None:
@@ -81,7 +81,7 @@ class PolicyNode(Node):
             self.report("bad_audio", f"dropping audio feature frames of shape {frame.shape} "
                                      f"(expected ({self.policy.cfg.audio_dim},), finite)")
             return
-        self.audio, self.audio_time = frame, time.monotonic()
+        self.audio, self.audio_time = frame, self._now()
         if frame[-1] > 0.5:  # the VAD flag is the last value of the layout
             self.last_voice_time = self.audio_time
 
@@ -102,8 +102,12 @@ class PolicyNode(Node):
             self.embedding = self.text_encoder.embed(text)
 
     # ------------------------------------------------------------------ the 30 Hz path
+    def _now(self) -> float:
+        """Seconds on the node's clock: wall time, or the bag's /clock under use_sim_time."""
+        return self.get_clock().now().nanoseconds / 1e9
+
     def tick(self) -> None:
-        now = time.monotonic()
+        now = self._now()
         timeout = self.settings.input_timeout_s
         fresh_speaker = self.speaker if now - self.speaker_time <= timeout else None
         fresh_audio = self.audio if now - self.audio_time <= timeout else None

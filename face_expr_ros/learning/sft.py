@@ -94,8 +94,9 @@ def text_table(ds: WindowDataset, mode: str, encoder_dir: str, cache: Path, data
                is_main: bool) -> tuple[Tensor, Tensor]:
     """Embeddings of every running transcript: (rows, 384) and per-conversation row offsets.
 
-    Row ``offset[c] + n`` embeds the first ``n`` words of conversation ``c``; row 0 of each
-    conversation (nothing heard yet) is the zero vector, as at run time. Rank 0 computes and
+    Row ``offset[c] + n`` embeds the transcript of conversation ``c`` after ``n`` words, as the
+    policy sees it at run time (``transcript_text`` of the words up to the last phrase end); row 0
+    (nothing heard yet) is the zero vector. Rank 0 computes and
     caches; the other ranks wait at a barrier and read the cache.
     """
     counts = [int(c.arrays["words_heard"].max()) + 1 for c in ds.conversations]
@@ -106,11 +107,20 @@ def text_table(ds: WindowDataset, mode: str, encoder_dir: str, cache: Path, data
         raise ValueError(f"--text must be 'minilm' or 'none', got {mode!r}")
     key = f"{data_hash[:16]}-{'-'.join(c.conversation_id for c in ds.conversations)[:64]}"
     if is_main and not cache.is_file():
-        from face_expr_ros.perception.text_encoder import TextEncoder
+        from face_expr_ros.perception.text_encoder import TextEncoder, phrase_ends, transcript_text
 
-        encoder = TextEncoder.ensure(encoder_dir)
-        texts = [" ".join(w for w, _, _ in c.words[:n]) for c, k in zip(ds.conversations, counts) for n in range(k)]
-        table = np.concatenate([encoder.embed_batch(texts[i:i + 64]) for i in range(0, len(texts), 64)])
+        encoder = TextEncoder.ensure(encoder_dir, threads=os.cpu_count() or 1)
+        # Row n holds the text as of the last phrase end at or before n words (see phrase_ends):
+        # only phrase ends need the network, the rows between repeat them.
+        rows, texts = [], []
+        for conv, k in zip(ds.conversations, counts):
+            ends = [0, *phrase_ends(conv.words)]
+            quantised = [max(e for e in ends if e <= n) for n in range(k)]
+            base = len(texts)
+            texts += [transcript_text([w for w, _, _ in conv.words[:e]]) for e in ends]
+            rows += [base + ends.index(q) for q in quantised]
+        unique = np.concatenate([encoder.embed_batch(texts[i:i + 64]) for i in range(0, len(texts), 64)])
+        table = unique[np.array(rows, dtype=np.int64)]
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, table=table, key=np.array(key))
     if dist.is_initialized():

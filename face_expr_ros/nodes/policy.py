@@ -28,11 +28,12 @@ class PolicyNode(Node):
     def __init__(self, **node_kwargs: object) -> None:
         super().__init__("policy", **node_kwargs)
         s = self.settings = base.declare_settings(self, config.PolicySettings)
-        from face_expr_ros.perception.text_encoder import TextEncoder, default_encoder_dir
+        from face_expr_ros.perception.text_encoder import TextEncoder, default_encoder_dir, transcript_text
         from face_expr_ros.policy.model_dir import PolicyFileError
         from face_expr_ros.policy.runtime import Observation, Policy
 
         self._observation = Observation
+        self._transcript_text = transcript_text
         model_dir = s.model_dir or str(config.package_share() / DEFAULT_POLICY_DIR)
         seed = s.seed if s.seed >= 0 else int(np.random.SeedSequence().generate_state(1)[0] >> 1)
         try:
@@ -98,7 +99,7 @@ class PolicyNode(Node):
                 continue
             self._text_wanted.clear()
             with self._text_lock:
-                text = " ".join(self.words)
+                text = self._transcript_text(self.words)
             self.embedding = self.text_encoder.embed(text)
 
     # ------------------------------------------------------------------ the 30 Hz path

@@ -32,6 +32,30 @@ TOKENIZER_FILE = "tokenizer.json"
 META_FILE = "text_encoder.json"
 
 
+TEXT_CONTEXT_WORDS = 32
+PHRASE_GAP_S = 0.3
+
+
+def transcript_text(words: list[str]) -> str:
+    """The text the policy embeds: the last ``TEXT_CONTEXT_WORDS`` words heard.
+
+    A listener reacts to what was just said, and a short text keeps each embedding cheap
+    (~40 word pieces instead of up to 256).
+    """
+    return " ".join(words[-TEXT_CONTEXT_WORDS:])
+
+
+def phrase_ends(words: list[tuple[str, float, float]], gap_s: float = PHRASE_GAP_S) -> list[int]:
+    """Word counts at which the transcript changes: the end of each phrase (a pause > ``gap_s``).
+
+    A speech recogniser delivers words phrase by phrase (pocketsphinx in utterance mode
+    finalises at each pause), so at run time the text changes only there; training uses the
+    same granularity.
+    """
+    ends = [k + 1 for k in range(len(words) - 1) if words[k + 1][1] - words[k][2] > gap_s]
+    return ends + ([len(words)] if words else [])
+
+
 def default_encoder_dir() -> Path:
     """Where the exported ONNX encoder is kept: ``$FACE_EXPR_CACHE/text_encoder``, by default under
     ``~/.cache/face_expr_ros``. It is made from the pip-installed weights on first use (~6 s), so

@@ -107,7 +107,7 @@ def text_table(ds: WindowDataset, mode: str, encoder_dir: str, cache: Path, data
         raise ValueError(f"--text must be 'minilm' or 'none', got {mode!r}")
     key = f"{data_hash[:16]}-{'-'.join(c.conversation_id for c in ds.conversations)[:64]}"
     if is_main and not cache.is_file():
-        from face_expr_ros.perception.text_encoder import TextEncoder, phrase_ends, transcript_text
+        from face_expr_ros.perception.text_encoder import TextEncoder, phrase_ends, transcript_text, words_at_phrase_end
 
         encoder = TextEncoder.ensure(encoder_dir, threads=os.cpu_count() or 1)
         # Row n holds the text as of the last phrase end at or before n words (see phrase_ends):
@@ -115,10 +115,9 @@ def text_table(ds: WindowDataset, mode: str, encoder_dir: str, cache: Path, data
         rows, texts = [], []
         for conv, k in zip(ds.conversations, counts):
             ends = [0, *phrase_ends(conv.words)]
-            quantised = [max(e for e in ends if e <= n) for n in range(k)]
             base = len(texts)
             texts += [transcript_text([w for w, _, _ in conv.words[:e]]) for e in ends]
-            rows += [base + ends.index(q) for q in quantised]
+            rows += [base + ends.index(int(q)) for q in words_at_phrase_end(conv.words, np.arange(k))]
         unique = np.concatenate([encoder.embed_batch(texts[i:i + 64]) for i in range(0, len(texts), 64)])
         table = unique[np.array(rows, dtype=np.int64)]
         cache.parent.mkdir(parents=True, exist_ok=True)

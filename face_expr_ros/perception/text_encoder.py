@@ -56,6 +56,12 @@ def phrase_ends(words: list[tuple[str, float, float]], gap_s: float = PHRASE_GAP
     return ends + ([len(words)] if words else [])
 
 
+def words_at_phrase_end(words: list[tuple[str, float, float]], heard: NDArray[np.integer]) -> NDArray[np.int64]:
+    """For counts of words heard, the count as of the last phrase end: what the policy has read."""
+    ends = np.array([0, *phrase_ends(words)], dtype=np.int64)
+    return ends[np.searchsorted(ends, np.asarray(heard), side="right") - 1]
+
+
 def default_encoder_dir() -> Path:
     """Where the exported ONNX encoder is kept: ``$FACE_EXPR_CACHE/text_encoder``, by default under
     ``~/.cache/face_expr_ros``. It is made from the pip-installed weights on first use (~6 s), so

@@ -64,6 +64,10 @@ class NodeSettings:
 class FaceTrackerSettings(NodeSettings):
     image_topic: str = param("/camera/image_raw", "Camera images in (sensor_msgs/Image).")
     compressed: bool = param(False, "Subscribe to <image_topic>/compressed (CompressedImage) instead.")
+    reliable_images: bool = param(
+        False, "Reliable, queued image subscription (replays: never drop a frame) instead of best effort, "
+        "latest only (live cameras: never fall behind)."
+    )
     expression_topic: str = param(
         "/face_expr/speaker_expression", "Speaker expression out (JointState, 55 named values)."
     )
@@ -86,8 +90,11 @@ class SpeechSettings(NodeSettings):
     )
     vosk_model_dir: str = param("", "Vosk model directory (required when asr_backend is vosk).")
     transcript_topic: str = param("/face_expr/transcript", "Recognised words out (std_msgs/String).")
+    words_topic: str = param(
+        "/face_expr/words", "Recognised words with their end times out (JointState: name=word, position=time)."
+    )
     features_topic: str = param(
-        "/face_expr/audio_features", "Audio features out per 30 Hz frame (Float32MultiArray)."
+        "/face_expr/audio_features", "Audio features out per 30 Hz frame (JointState, stamped, named values)."
     )
 
 
@@ -102,8 +109,16 @@ class PolicySettings(NodeSettings):
     top_p: float = param(0.9, "Nucleus sampling mass.", low=0.01, high=1.0)
     seed: int = param(-1, "Sampling seed; -1 draws one at start-up.", low=-1, high=2**31 - 1)
     speaker_topic: str = param("/face_expr/speaker_expression", "Speaker expression in.")
-    transcript_topic: str = param("/face_expr/transcript", "Transcript in.")
+    words_topic: str = param("/face_expr/words", "Recognised words with times in.")
     features_topic: str = param("/face_expr/audio_features", "Audio features in.")
+    input_delay_s: float = param(
+        0.0, "Use inputs stamped at least this long before each frame: 0 reacts fastest; about 0.2 s "
+        "makes bag replays exactly repeatable (inputs are chosen by stamp, not by arrival).", low=0.0, high=2.0
+    )
+    text_delay_s: float = param(
+        0.0, "Use recognised words this long after they were spoken (covers recogniser latency in "
+        "replays; 0 uses them on arrival).", low=0.0, high=10.0
+    )
     expression_topic: str = param("/face_expr/expression", "Listener expression out (JointState).")
     input_timeout_s: float = param(
         0.5, "An input older than this counts as missing (idle behaviour).", low=0.05, high=60.0

@@ -69,7 +69,8 @@ def scenario(tmp_path_factory):
 face_tracker:
   ros__parameters:
     compressed: true
-    max_image_age_s: 2.0
+    reliable_images: true
+    max_image_age_s: 5.0
 policy:
   ros__parameters:
     model_dir: {root / "policy"}

@@ -20,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--params", type=Path, default=default_config_path(),
                         help="ROS 2 parameter file (default: the package's config/default.yaml)")
     parser.add_argument("--bag", type=Path, help="rosbag2 folder to replay into the graph")
+    parser.add_argument("--bag-topics", nargs="+", help="replay only these topics of the bag")
     parser.add_argument("--record", type=Path, help="record the graph's outputs to this new rosbag2 folder")
     parser.add_argument("--live", action="store_true", help="add the webcam and microphone nodes")
     parser.add_argument("--nodes", nargs="+", help="run only these nodes (default: the whole graph)")
@@ -36,4 +37,5 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         print(f"face-expr bringup: unknown node(s) {unknown}; known: {', '.join(NODE_CLASSES)}")
         return 2
-    return bringup(BringupOptions(args.params, nodes, args.bag, args.record, duration_s=args.duration))
+    overrides = {"bag_player": {"topics": ",".join(args.bag_topics)}} if args.bag_topics else {}
+    return bringup(BringupOptions(args.params, nodes, args.bag, args.record, overrides, args.duration))

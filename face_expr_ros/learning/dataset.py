@@ -23,6 +23,11 @@ PITCH_SCALE_HZ = 300.0  # pitch is fed to the network as F0 / 300 Hz, so that it
 ENERGY_OFFSET_DB, ENERGY_SCALE_DB = 60.0, 30.0
 
 
+def audio_feature_names(n_mels: int) -> list[str]:
+    """Names of the values of :func:`network_audio_features`, in order (for stamped messages)."""
+    return [f"logmel_{k:02d}" for k in range(n_mels)] + ["energy", "pitch", "voiced", "vad"]
+
+
 def network_audio_features(log_mel: NDArray[np.floating], energy_db: NDArray[np.floating],
                            pitch_hz: NDArray[np.floating], voiced: NDArray[np.floating],
                            vad: NDArray[np.generic]) -> NDArray[np.float32]:

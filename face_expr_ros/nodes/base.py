@@ -32,6 +32,8 @@ S = TypeVar("S", bound=config.NodeSettings)
 # reliable and deep: a lost chunk is a gap in the speech. Expressions, transcripts, commands
 # and ratings are reliable: small, and each one matters.
 IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST)
+# For replays: every frame is processed, in order, however long the queue gets.
+REPLAY_IMAGE_QOS = QoSProfile(depth=300, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 AUDIO_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 STATE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)

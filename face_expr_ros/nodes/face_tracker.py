@@ -25,10 +25,11 @@ class FaceTrackerNode(Node):
 
         self.tracker = FaceTracker(channel_order="bgr")
         s = self.settings
+        qos = base.REPLAY_IMAGE_QOS if s.reliable_images else base.IMAGE_QOS
         if s.compressed:
-            self.create_subscription(CompressedImage, s.image_topic + "/compressed", self.on_compressed, base.IMAGE_QOS)
+            self.create_subscription(CompressedImage, s.image_topic + "/compressed", self.on_compressed, qos)
         else:
-            self.create_subscription(Image, s.image_topic, self.on_image, base.IMAGE_QOS)
+            self.create_subscription(Image, s.image_topic, self.on_image, qos)
         self.publisher = self.create_publisher(JointState, s.expression_topic, base.STATE_QOS)
         self.report = base.ReportOnce(self)
         self.meter = base.RateMeter()

@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-all lint doctor clean
+.PHONY: setup demo test test-all lint doctor model clean
 
 setup:
 	@bash scripts/setup.sh
@@ -21,6 +21,14 @@ lint: setup
 
 doctor: setup
 	$(VENV)/bin/face-expr doctor
+
+# Rebuild the shipped policy (models/policy) from a fixed seed: about 45 minutes on 2 CPU cores.
+model: setup
+	rm -rf data/synth runs/sft runs/eval
+	$(VENV)/bin/face-expr data synth data/synth -n 240 --seed 0
+	$(VENV)/bin/face-expr train --data data/synth --out runs/sft --steps 3000 --seed 0
+	$(VENV)/bin/face-expr eval --data data/synth --split test --policy runs/sft/policy --out runs/eval
+	$(PY) scripts/ship_model.py runs/sft/policy runs/eval
 
 clean:
 	rm -rf build install log demo_out .pytest_cache

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from ros_helpers import Probe, start, stop
 
 from face_expr_ros import expression as ex
 
@@ -24,29 +20,6 @@ pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espea
 
 BAG_SECONDS = 8.0
 GRAPH = ("face_tracker", "speech", "policy", "face_driver", "avatar")
-
-
-def node_env(domain: int) -> dict[str, str]:
-    return {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-            "PYTHONUNBUFFERED": "1"}
-
-
-def start(name: str, params: Path, domain: int, log_dir: Path, *extra: str) -> subprocess.Popen:
-    exe = Path(sys.executable).parent / f"{name}_node"
-    log = (log_dir / f"{name}.log").open("w")
-    return subprocess.Popen([str(exe), "--ros-args", "--params-file", str(params), *extra],
-                            env=node_env(domain), stdout=log, stderr=subprocess.STDOUT)
-
-
-def stop(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-    for proc in procs:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="module")
@@ -82,53 +55,6 @@ avatar:
     rate_hz: 10.0
 """)
     return root, params, files.bags["sqlite3"]
-
-
-class Probe:
-    """Subscribes to the graph's outputs and keeps what arrives."""
-
-    def __init__(self, domain: int) -> None:
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.qos import qos_profile_sensor_data
-        from sensor_msgs.msg import Image, JointState
-        from std_msgs.msg import Float64MultiArray
-
-        from face_expr_ros.nodes.base import STATE_QOS
-
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain)
-        self.node = rclpy.create_node("probe", context=self.context)
-        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.speaker: list[tuple[float, object]] = []
-        self.expression: list[tuple[float, object]] = []
-        self.commands: list[tuple[float, object]] = []
-        self.images: list[object] = []
-        self.diagnostics: dict[str, object] = {}
-
-        def keep(store: list) -> object:
-            return lambda msg: store.append((time.monotonic(), msg))
-
-        self.node.create_subscription(JointState, "/face_expr/speaker_expression", keep(self.speaker), STATE_QOS)
-        self.node.create_subscription(JointState, "/face_expr/expression", keep(self.expression), STATE_QOS)
-        self.node.create_subscription(Float64MultiArray, "/face_controller/commands", keep(self.commands), STATE_QOS)
-        self.node.create_subscription(Image, "/face_expr/avatar/image", self.images.append, qos_profile_sensor_data)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.on_diagnostics, STATE_QOS)
-
-    def on_diagnostics(self, msg: object) -> None:
-        for status in msg.status:
-            self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
-
-    def spin(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.executor.spin_once(timeout_sec=0.05)
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.context.try_shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -33,8 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--top-p", type=float, default=0.9, help="nucleus top-p for sampled runs (default 0.9)")
     parser.add_argument("--text", choices=("auto", "minilm", "none"), default="auto",
                         help="transcript embedding: auto = what the policy was trained with (default)")
-    parser.add_argument("--text-encoder-dir", type=Path, default=Path("models/text_encoder"),
-                        help="ONNX MiniLM folder (exported there on first use)")
+    parser.add_argument("--text-encoder-dir", type=Path, default=None,
+                        help="ONNX MiniLM folder, exported there on first use (default: the user cache)")
     parser.add_argument("--baselines", default="all",
                         help="comma-separated baselines, 'all' or 'none' (names in docs/evaluation.md)")
     parser.add_argument("--workers", type=int, default=1, help="processes, one policy each (default 1)")

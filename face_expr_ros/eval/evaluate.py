@@ -96,7 +96,7 @@ class EvalConfig:
     temperature: float = 0.7
     top_p: float = 0.9
     text: str = "auto"  # auto (what the policy was trained with) | minilm | none
-    text_encoder_dir: Path = Path("models/text_encoder")
+    text_encoder_dir: Path | None = None  # None: the user cache (text_encoder.default_encoder_dir)
     baselines: tuple[str, ...] = BASELINE_NAMES
     seed: int = 0
     workers: int = 1
@@ -248,9 +248,9 @@ def _load_policy_into_state(cfg: EvalConfig, threads: int) -> None:
     mode = text_mode(cfg)
     encoder = None
     if mode == "minilm":
-        from face_expr_ros.perception.text_encoder import TextEncoder
+        from face_expr_ros.perception.text_encoder import TextEncoder, default_encoder_dir
 
-        encoder = TextEncoder.ensure(cfg.text_encoder_dir)
+        encoder = TextEncoder.ensure(cfg.text_encoder_dir or default_encoder_dir())
     _STATE["embedder"] = TranscriptEmbedder(encoder)
 
 

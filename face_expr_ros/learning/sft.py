@@ -67,6 +67,7 @@ class SFTConfig:
     weight_decay: float = 0.05
     grad_clip: float = 1.0
     smooth_weight: float = 0.1
+    history_dropout: float = 0.5  # share of training windows whose own-action history is hidden
     stride: int = 4
     text: str = "minilm"  # "minilm" or "none"
     text_encoder_dir: str = str(default_encoder_dir())
@@ -161,10 +162,21 @@ class SFTObjective(nn.Module):
 
 
 def make_batch(raw: dict[str, Tensor], tok: ActionTokenizer, texts: Tensor, offsets: Tensor,
-               device: torch.device) -> dict[str, Tensor]:
-    """Dataset windows -> network inputs + target tokens."""
+               device: torch.device, history_dropout: float = 0.0,
+               generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    """Dataset windows -> network inputs + target tokens.
+
+    ``history_dropout`` hides the listener's own past actions (zeros) in that share of the
+    windows. Without it the network learns to copy its last frame, which is nearly always right
+    on recorded data, and at run time, fed its own outputs, it then stays where it started (the
+    "copycat" failure of behaviour cloning with action history; Wen et al., NeurIPS 2020).
+    """
     base, deltas = tok.encode_chunk(raw["target"].numpy())
     batch = {k: raw[k] for k in ("speaker", "face_present", "audio", "since_word", "listener_past")}
+    if history_dropout > 0:
+        hide = torch.rand(len(raw["listener_past"]), generator=generator) < history_dropout
+        batch["listener_past"] = torch.where(hide[:, None, None], torch.zeros_like(raw["listener_past"]),
+                                             raw["listener_past"])
     batch["text"] = texts[offsets[raw["conversation"]] + raw["words_heard"]]
     batch["base"], batch["deltas"] = torch.from_numpy(base), torch.from_numpy(deltas)
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -316,12 +328,13 @@ def train(cfg: SFTConfig) -> Path:
 
         progress = tqdm(total=cfg.steps, initial=start, desc="sft", unit="step")
     stream = batches()
+    dropout_rng = torch.Generator().manual_seed(cfg.seed + 1000 + rank)
     t0 = time.time()
     for step in range(start, cfg.steps):
         lr = lr_at(step, cfg)
         for group in optim.param_groups:
             group["lr"] = lr
-        batch = make_batch(next(stream), tok, texts, offsets, device)
+        batch = make_batch(next(stream), tok, texts, offsets, device, cfg.history_dropout, dropout_rng)
         loss, nll, smooth = model(batch)
         optim.zero_grad(set_to_none=True)
         loss.backward()
@@ -367,7 +380,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                  "stride"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name),
                        help=f"(default {getattr(defaults, name)})")
-    for name in ("lr", "min_lr", "weight_decay", "grad_clip", "smooth_weight"):
+    for name in ("lr", "min_lr", "weight_decay", "grad_clip", "smooth_weight", "history_dropout"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name),
                        help=f"(default {getattr(defaults, name)})")
     p.add_argument("--text", choices=("minilm", "none"), default=defaults.text,
@@ -381,9 +394,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(a: argparse.Namespace) -> SFTConfig:
-    return SFTConfig(a.data, a.out, a.steps, a.batch_size, a.lr, a.min_lr, a.warmup, a.weight_decay, a.grad_clip,
-                     a.smooth_weight, a.stride, a.text, a.text_encoder_dir, a.log_every, a.eval_every, a.save_every,
-                     a.eval_batches, a.seed, not a.no_resume, not a.no_progress, not a.no_onnx, json.loads(a.arch))
+    names = ("data", "out", "steps", "batch_size", "lr", "min_lr", "warmup", "weight_decay", "grad_clip",
+             "smooth_weight", "history_dropout", "stride", "text", "text_encoder_dir", "log_every", "eval_every",
+             "save_every", "eval_batches", "seed")
+    return SFTConfig(**{n: getattr(a, n) for n in names}, resume=not a.no_resume, progress=not a.no_progress,
+                     export_onnx=not a.no_onnx, arch=json.loads(a.arch))
 
 
 def parse_args(argv: list[str] | None = None) -> SFTConfig:

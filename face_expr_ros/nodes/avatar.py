@@ -38,7 +38,7 @@ class AvatarNode(Node):
             self.latest = messages.expression_from_joint_state(msg)
             self.stamp = msg.header.stamp
         except messages.MessageError as err:
-            self.report("bad_expression", f"dropping expressions: {err}")
+            self.report("bad_expression", f"dropping expressions: {err}", key=str(err))
 
     def tick(self) -> None:
         import cv2

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 from rclpy.node import Node
-from rclpy.serialization import serialize_message
 
 from face_expr_ros import bags, config
 from face_expr_ros.nodes import base
@@ -45,10 +45,11 @@ class BagRecorderNode(Node):
                 self._subscribed.add(topic)
 
     def on_message(self, topic: str, msgtype: str, msg: object) -> None:
+        converted = to_rosbags(msg, msgtype)
         with self._lock:
             if self.writer is None:
                 return
-            self.writer.write_raw(topic, msgtype, serialize_message(msg), self.get_clock().now().nanoseconds)
+            self.writer.write(topic, converted, self.get_clock().now().nanoseconds)
             self.counts[topic] = self.counts.get(topic, 0) + 1
 
     def close(self) -> None:
@@ -60,6 +61,31 @@ class BagRecorderNode(Node):
     def destroy_node(self) -> None:
         self.close()
         super().destroy_node()
+
+
+def to_rosbags(msg: object, msgtype: str) -> object:
+    """An rclpy message as the equivalent ``rosbags`` message, field by field.
+
+    Bags are serialised by rosbags rather than by rclpy: this client library's CDR for some
+    types (e.g. JointState) differs in padding from what rosbags and mcap's decoder read.
+    """
+    cls = bags.typestore().types[msgtype]
+    fields = {}
+    for name, kind in msg.get_fields_and_field_types().items():
+        value = getattr(msg, name)
+        base = kind.split("<", 1)[-1].rstrip(">").split("[", 1)[0]
+        if "/" in base:
+            package, _, type_name = base.partition("/")
+            nested = f"{package}/msg/{type_name}"
+            if kind.startswith("sequence") or "[" in kind:
+                fields[name] = [to_rosbags(v, nested) for v in value]
+            else:
+                fields[name] = to_rosbags(value, nested)
+        elif kind.startswith("sequence") or "[" in kind:
+            fields[name] = list(value) if base == "string" else np.asarray(value)
+        else:
+            fields[name] = value
+    return cls(**fields)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -138,17 +138,22 @@ def message_class(msgtype: str) -> type:
 
 
 class ReportOnce:
-    """Log each distinct problem once (with its offending value) and count every occurrence."""
+    """Log each distinct problem once (with its offending value) and count every occurrence.
+
+    Problems are told apart by ``kind`` and ``key``: pass the offending value as ``key`` where
+    each value deserves its own report (e.g. each unsupported encoding), and nothing where one
+    report per kind is enough (e.g. late frames, whose ages all differ).
+    """
 
     def __init__(self, node: Node) -> None:
         self._node = node
-        self._seen: set[str] = set()
+        self._seen: set[tuple[str, str]] = set()
         self.counts: dict[str, int] = {}
 
-    def __call__(self, kind: str, message: str) -> None:
+    def __call__(self, kind: str, message: str, key: str = "") -> None:
         self.counts[kind] = self.counts.get(kind, 0) + 1
-        if message not in self._seen:
-            self._seen.add(message)
+        if (kind, key) not in self._seen:
+            self._seen.add((kind, key))
             self._node.get_logger().warning(f"{message} (reported once; counted in /diagnostics)")
 
 

@@ -53,7 +53,7 @@ class FaceDriverNode(Node):
         try:
             self.latest = messages.expression_from_joint_state(msg)
         except messages.MessageError as err:
-            self.report("bad_expression", f"dropping expressions: {err}")
+            self.report("bad_expression", f"dropping expressions: {err}", key=str(err))
             return
         self.latest_time = time.monotonic()
 

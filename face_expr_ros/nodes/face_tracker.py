@@ -44,7 +44,7 @@ class FaceTrackerNode(Node):
         try:
             image = messages.image_to_bgr(msg)
         except messages.MessageError as err:
-            self.report("bad_image", f"dropping images from {self.settings.image_topic}: {err}")
+            self.report("bad_image", f"dropping images from {self.settings.image_topic}: {err}", key=str(err))
             return
         self.process(image, msg.header)
 
@@ -53,7 +53,8 @@ class FaceTrackerNode(Node):
 
         image = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
         if image is None:
-            self.report("bad_image", f"dropping CompressedImage with format {msg.format!r}: it does not decode")
+            self.report("bad_image", f"dropping CompressedImage with format {msg.format!r}: it does not decode",
+                        key=msg.format)
             return
         self.process(image, msg.header)
 
@@ -73,7 +74,7 @@ class FaceTrackerNode(Node):
         try:
             observation = self.tracker.process(image)
         except ValueError as err:
-            self.report("bad_image", f"dropping an unusable image: {err}")
+            self.report("bad_image", f"dropping an unusable image: {err}", key=str(err))
             return
         self.meter.tick(time.perf_counter() - start)
         if not observation.face_present:

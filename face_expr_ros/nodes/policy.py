@@ -118,7 +118,7 @@ class PolicyNode(Node):
         try:
             frame = messages.expression_from_joint_state(msg)
         except messages.MessageError as err:
-            self.report("bad_speaker", f"dropping speaker expressions: {err}")
+            self.report("bad_speaker", f"dropping speaker expressions: {err}", key=str(err))
             return
         self.speaker.add(messages.stamp_to_ns(msg.header.stamp), frame)
 

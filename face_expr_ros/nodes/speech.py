@@ -68,7 +68,7 @@ class SpeechNode(Node):
         try:
             pcm = messages.pcm_from_msg(msg)
         except messages.MessageError as err:
-            self.report("bad_audio", f"dropping audio from {self.settings.audio_topic}: {err}")
+            self.report("bad_audio", f"dropping audio from {self.settings.audio_topic}: {err}", key=str(err))
             return
         if pcm.size == 0:
             return

@@ -26,7 +26,7 @@ doctor: setup
 model: setup
 	rm -rf data/synth runs/sft runs/eval
 	$(VENV)/bin/face-expr data synth data/synth -n 240 --seed 0
-	$(VENV)/bin/face-expr train --data data/synth --out runs/sft --steps 3000 --seed 0
+	$(VENV)/bin/face-expr train --data data/synth --out runs/sft --steps 2500 --seed 0
 	$(VENV)/bin/face-expr eval --data data/synth --split test --policy runs/sft/policy --out runs/eval
 	$(PY) scripts/ship_model.py runs/sft/policy runs/eval
 

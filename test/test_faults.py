@@ -124,8 +124,8 @@ avatar:
     try:
         probe.spin(10.0)
         procs.append(start("bag_player", params, domain, tmp_path, "-p", f"bag:={bag_path}", "-p",
-                           "publish_clock:=true", "-p", "start_delay_s:=1.0"))
-        probe.spin(6.0)
+                           "publish_clock:=true", "-p", "start_delay_s:=3.0"))  # time for discovery
+        probe.spin(8.0)
         assert all(p.poll() is None for p in procs[:3]), "a node crashed on bad input"
         tracker = probe.diagnostics["face_expr_ros: face_tracker"]
         assert int(tracker["dropped_bad_image"]) == n_yuv + n_short

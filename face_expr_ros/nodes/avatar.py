@@ -29,9 +29,8 @@ class AvatarNode(Node):
         self.stamp = None
         self.create_subscription(JointState, s.expression_topic, self.on_expression, base.STATE_QOS)
         self.publisher = self.create_publisher(Image, s.image_topic, base.IMAGE_QOS)
-        self.create_timer(1.0 / s.rate_hz, self.tick)
-        self.diagnostics = base.Diagnostics(self, s.diagnostics_period_s)
-        self.create_timer(s.diagnostics_period_s, self.update_diagnostics)
+        base.steady_timer(self, 1.0 / s.rate_hz, self.tick)
+        self.diagnostics = base.Diagnostics(self, s.diagnostics_period_s, self.update_diagnostics)
 
     def on_expression(self, msg: JointState) -> None:
         try:

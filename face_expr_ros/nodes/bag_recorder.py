@@ -33,7 +33,7 @@ class BagRecorderNode(Node):
         self._lock = threading.Lock()
         self.counts: dict[str, int] = {}
         self._subscribed: set[str] = set()
-        self.create_timer(DISCOVERY_PERIOD_S, self.discover)
+        base.steady_timer(self, DISCOVERY_PERIOD_S, self.discover)
         self.get_logger().info(f"recording {', '.join(self.wanted)} to {s.out}")
 
     def discover(self) -> None:

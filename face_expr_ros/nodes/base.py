@@ -96,17 +96,28 @@ class RateMeter:
         return 1000.0 * ordered[min(int(q * len(ordered)), len(ordered) - 1)]
 
 
-class Diagnostics:
-    """Publishes one DiagnosticStatus for a node on /diagnostics at a fixed period."""
+def steady_timer(node: Node, period_s: float, callback: Callable[[], None]) -> object:
+    """A timer on the monotonic wall clock, also under use_sim_time: for what must keep running
+    when a bag pauses or ends (diagnostics, actuator commands, rendering)."""
+    from rclpy.clock import Clock, ClockType
 
-    def __init__(self, node: Node, period_s: float, hardware_id: str = "face_expr_ros") -> None:
+    return node.create_timer(period_s, callback, clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+
+class Diagnostics:
+    """Publishes one DiagnosticStatus for a node on /diagnostics at a fixed wall-clock period,
+    calling ``update`` first to refresh the values."""
+
+    def __init__(self, node: Node, period_s: float, update: Callable[[], None] | None = None,
+                 hardware_id: str = "face_expr_ros") -> None:
         self._node = node
         self._hardware_id = hardware_id
+        self._update = update
         self._pub = node.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
         self._fields: dict[str, str] = {}
         self._level = DiagnosticStatus.OK
         self._message = "running"
-        node.create_timer(period_s, self.publish)
+        steady_timer(node, period_s, self.publish)
 
     def set(self, **fields: object) -> None:
         self._fields.update({k: str(v) for k, v in fields.items()})
@@ -116,6 +127,8 @@ class Diagnostics:
         self._level, self._message = level, message
 
     def publish(self) -> None:
+        if self._update is not None:
+            self._update()
         status = DiagnosticStatus(
             level=self._level,
             name=f"face_expr_ros: {self._node.get_name()}",

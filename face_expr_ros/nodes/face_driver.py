@@ -43,9 +43,8 @@ class FaceDriverNode(Node):
         self.create_subscription(JointState, s.expression_topic, self.on_expression, base.STATE_QOS)
         kind = Float64MultiArray if s.command_type == "float64_multi_array" else JointTrajectory
         self.publisher = self.create_publisher(kind, s.command_topic, base.STATE_QOS)
-        self.create_timer(1.0 / s.rate_hz, self.tick)
-        self.diagnostics = base.Diagnostics(self, s.diagnostics_period_s)
-        self.create_timer(s.diagnostics_period_s, self.update_diagnostics)
+        base.steady_timer(self, 1.0 / s.rate_hz, self.tick)  # actuators live in wall time
+        self.diagnostics = base.Diagnostics(self, s.diagnostics_period_s, self.update_diagnostics)
         self.get_logger().info(f"driving {len(self.face_map.joint_names)} actuators of {self.face_map.name} "
                                f"on {s.command_topic} at {s.rate_hz:g} Hz")
 

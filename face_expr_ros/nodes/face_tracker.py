@@ -35,8 +35,7 @@ class FaceTrackerNode(Node):
         self.meter = base.RateMeter()
         self.faces = 0
         self.last_stamp_ns = -1
-        self.diagnostics = base.Diagnostics(self, s.diagnostics_period_s)
-        self.create_timer(s.diagnostics_period_s, self.update_diagnostics)
+        self.diagnostics = base.Diagnostics(self, s.diagnostics_period_s, self.update_diagnostics)
         topic = s.image_topic + ("/compressed" if s.compressed else "")
         self.get_logger().info(f"tracking faces on {topic} -> {s.expression_topic}")
 

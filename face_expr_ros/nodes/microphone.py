@@ -33,9 +33,9 @@ class MicrophoneNode(Node):
                 f"node microphone: no usable audio input device {s.device or '(default)'}: {err}. "
                 "`face-expr doctor` lists the devices; without a microphone, replay a bag instead"
             ) from None
-        self.diagnostics = base.Diagnostics(self, s.diagnostics_period_s)
-        self.create_timer(s.diagnostics_period_s,
-                          lambda: self.diagnostics.set(chunk_rate_hz=f"{self.meter.rate_hz():.1f}"))
+        self.diagnostics = base.Diagnostics(
+            self, s.diagnostics_period_s, lambda: self.diagnostics.set(chunk_rate_hz=f"{self.meter.rate_hz():.1f}")
+        )
 
     def on_block(self, block: np.ndarray, frames: int, time_info: object, status: object) -> None:
         self.publisher.publish(Int16MultiArray(data=block[:, 0].astype(np.int16).tolist()))

@@ -108,8 +108,7 @@ class PolicyNode(Node):
         self.create_subscription(JointState, s.words_topic, self.on_words, base.STATE_QOS)
         self.publisher = self.create_publisher(JointState, s.expression_topic, base.STATE_QOS)
         self.create_timer(1.0 / s.rate_hz, self.tick)
-        self.diagnostics = base.Diagnostics(self, s.diagnostics_period_s)
-        self.create_timer(s.diagnostics_period_s, self.update_diagnostics)
+        self.diagnostics = base.Diagnostics(self, s.diagnostics_period_s, self.update_diagnostics)
         self.get_logger().info(f"policy from {model_dir} on {self.policy.backend.name}, {s.rate_hz:g} Hz, "
                                f"temperature {s.temperature}, seed {seed}")
 

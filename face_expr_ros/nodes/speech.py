@@ -60,8 +60,7 @@ class SpeechNode(Node):
                 raise config.ConfigError(f"node speech: asr_backend {s.asr_backend!r}: {err}") from None
             self._asr_thread = threading.Thread(target=self._recognise, args=(recognizer,), daemon=True)
             self._asr_thread.start()
-        self.diagnostics = base.Diagnostics(self, s.diagnostics_period_s)
-        self.create_timer(s.diagnostics_period_s, self.update_diagnostics)
+        self.diagnostics = base.Diagnostics(self, s.diagnostics_period_s, self.update_diagnostics)
         self.get_logger().info(f"listening on {s.audio_topic} at {s.sample_rate} Hz, ASR {s.asr_backend}")
 
     def on_audio(self, msg: Int16MultiArray) -> None:

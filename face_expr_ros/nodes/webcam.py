@@ -27,9 +27,8 @@ class WebcamNode(Node):
         self.publisher = self.create_publisher(Image, s.image_topic, base.IMAGE_QOS)
         self.report = base.ReportOnce(self)
         self.meter = base.RateMeter()
-        self.create_timer(1.0 / s.fps, self.tick)
-        self.diagnostics = base.Diagnostics(self, s.diagnostics_period_s)
-        self.create_timer(s.diagnostics_period_s, self.update_diagnostics)
+        base.steady_timer(self, 1.0 / s.fps, self.tick)
+        self.diagnostics = base.Diagnostics(self, s.diagnostics_period_s, self.update_diagnostics)
 
     def tick(self) -> None:
         ok, frame = self.capture.read()

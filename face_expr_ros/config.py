@@ -192,6 +192,7 @@ class BagPlayerSettings(NodeSettings):
     start_delay_s: float = param(1.0, "Wait before the first message, for subscribers to connect.",
                                  low=0.0, high=60.0)
     loop: bool = param(False, "Start again at the end.")
+    exit_on_end: bool = param(False, "Stop the node (and its process) when the bag has been played.")
 
 
 @dataclass(frozen=True)

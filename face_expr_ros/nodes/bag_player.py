@@ -72,6 +72,8 @@ class BagPlayerNode(Node):
                 break
         self.finished.set()
         self.get_logger().info(f"finished {s.bag}: {self.published} messages")
+        if s.exit_on_end:
+            self.context.try_shutdown()
 
     def _play_once(self) -> None:
         rate = self.settings.rate
@@ -97,7 +99,8 @@ class BagPlayerNode(Node):
 
     def destroy_node(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2.0)
+        if threading.current_thread() is not self._thread:  # exit_on_end shuts down from the player thread
+            self._thread.join(timeout=2.0)
         super().destroy_node()
 
 

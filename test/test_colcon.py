@@ -67,4 +67,16 @@ def test_colcon_build_installs_scripts_and_share_files(tmp_path, repo_root, venv
     module_file, config_file = where.stdout.split()
     assert Path(module_file).is_relative_to(prefix), module_file
     assert Path(config_file) == share / "config" / "default.yaml"
+    # Every executable and file the launch files name exists in the install (checked statically:
+    # the launch package is not installed here).
+    import re
+
+    for launch_file in (share / "launch").glob("*.launch.py"):
+        text = launch_file.read_text()
+        executables = set(re.findall(r'"(\w+_node)"', text))
+        assert executables, launch_file
+        for exe in executables:
+            assert (prefix / "lib" / "face_expr_ros" / exe).is_file(), f"{launch_file.name} names missing {exe}"
+        for rel in re.findall(r'DEFAULT_PARAMS = "([^"]+)"', text):
+            assert (share / rel).is_file(), f"{launch_file.name} names missing {rel}"
     shutil.rmtree(workspace / "build", ignore_errors=True)

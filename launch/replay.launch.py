@@ -9,11 +9,12 @@ The bag player publishes /clock and every node follows it (use_sim_time), as
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
+
+from launch import LaunchDescription
 
 PACKAGE = "face_expr_ros"
 GRAPH = [

@@ -10,11 +10,12 @@ camera and audio drivers).
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from launch import LaunchDescription
 
 PACKAGE = "face_expr_ros"
 # (executable, node name): the same graph as face_expr_ros.nodes.bringup.GRAPH.

@@ -50,14 +50,6 @@ def features_from_timeline(conv: SimConversation) -> audio_features.AudioFeature
     return audio_features.compute(conv.audio, conv.timeline.sample_rate)
 
 
-def _fit_length(values: np.ndarray, n: int) -> np.ndarray:
-    """Trim or edge-pad a per-frame array to n frames (feature framing may differ by one)."""
-    if len(values) >= n:
-        return values[:n]
-    pad = np.repeat(values[-1:], n - len(values), axis=0) if len(values) else np.zeros((n, *values.shape[1:]))
-    return np.concatenate([values, pad.astype(values.dtype)])
-
-
 def shard_from_synthetic(conv: SimConversation) -> shards.Conversation:
     """A generated conversation in shard form (speech features computed from its audio)."""
     n = conv.speaker_track.shape[0]
@@ -67,11 +59,11 @@ def shard_from_synthetic(conv: SimConversation) -> shards.Conversation:
         "speaker_expression": ex.clamp(conv.speaker_track),
         "speaker_face_present": np.ones(n, dtype=bool),
         "listener_expression": ex.clamp(conv.listener_track),
-        "audio_logmel": _fit_length(feats.log_mel.astype(np.float32), n),
-        "audio_energy": _fit_length(feats.rms_db.astype(np.float32), n),
-        "audio_pitch": _fit_length(feats.f0_hz.astype(np.float32), n),
-        "audio_voiced": _fit_length(feats.voiced_prob.astype(np.float32), n),
-        "audio_vad": _fit_length(feats.vad.astype(bool), n),
+        "audio_logmel": shards.fit_frames(feats.log_mel.astype(np.float32), n),
+        "audio_energy": shards.fit_frames(feats.rms_db.astype(np.float32), n),
+        "audio_pitch": shards.fit_frames(feats.f0_hz.astype(np.float32), n),
+        "audio_voiced": shards.fit_frames(feats.voiced_prob.astype(np.float32), n),
+        "audio_vad": shards.fit_frames(feats.vad.astype(bool), n),
         "words_heard": shards.words_heard_per_frame(words, n),
     }
     metadata: dict[str, Any] = {**conv.metadata, "source": "synthetic", "has_listener": True,

@@ -114,7 +114,7 @@ def build_conversation(conversation_id: str, speaker: FaceTrack, pcm: NDArray[np
         listener_expr = np.zeros((n, ex.DIM), np.float32)
 
     def fit(values: NDArray[Any]) -> NDArray[Any]:
-        return values[:n] if len(values) >= n else np.concatenate([values, np.repeat(values[-1:], n - len(values), 0)])
+        return shards.fit_frames(values, n)
 
     arrays = {
         "speaker_expression": speaker_expr,

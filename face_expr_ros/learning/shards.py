@@ -74,6 +74,17 @@ class Conversation:
         return " ".join(w for w, _, _ in self.words[:n])
 
 
+def fit_frames(values: NDArray[Any], n: int) -> NDArray[Any]:
+    """Trim or edge-pad a per-frame array to ``n`` frames, keeping its dtype (zeros when empty).
+
+    Streams framed separately (video, audio features) can differ by a frame at the end.
+    """
+    if len(values) >= n:
+        return values[:n]
+    pad = np.repeat(values[-1:], n - len(values), axis=0) if len(values) else np.zeros((n, *values.shape[1:]))
+    return np.concatenate([values, pad.astype(values.dtype)])
+
+
 def words_heard_per_frame(words: list[tuple[str, float, float]], n_frames: int,
                           fps: float = ex.FPS) -> NDArray[np.int32]:
     ends = np.sort(np.array([end for _, _, end in words], dtype=np.float64))

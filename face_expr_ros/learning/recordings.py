@@ -23,20 +23,11 @@ from face_expr_ros import bags, media_io, messages
 from face_expr_ros import expression as ex
 from face_expr_ros.learning import shards
 from face_expr_ros.perception import audio_features
-
-
-@dataclass
-class FaceTrack:
-    """Tracked faces of one video on its own timestamps."""
-
-    times_s: NDArray[np.float64]
-    expression: NDArray[np.float32]
-    present: NDArray[np.bool_]
-    confidence: NDArray[np.float32]
+from face_expr_ros.rig.trace_io import Trace
 
 
 class FaceTrackBuilder:
-    """Tracks frames as they come (time order) and collects a :class:`FaceTrack`."""
+    """Tracks frames as they come (time order) and collects a :class:`~face_expr_ros.rig.trace_io.Trace`."""
 
     def __init__(self) -> None:
         from face_expr_ros.perception.face_tracker import FaceTracker
@@ -54,14 +45,14 @@ class FaceTrackBuilder:
         self._present.append(obs.face_present)
         self._conf.append(obs.confidence)
 
-    def result(self) -> FaceTrack:
+    def result(self) -> Trace:
         if not self._times:
             raise ValueError("no video frames to track")
-        return FaceTrack(np.array(self._times), np.array(self._exprs, np.float32), np.array(self._present),
-                         np.array(self._conf, np.float32))
+        return Trace(np.array(self._times), np.array(self._exprs, np.float32), np.array(self._conf, np.float32),
+                     np.array(self._present))
 
 
-def track_frames(frames: Iterable[tuple[float, NDArray[np.uint8]]], progress: str = "") -> FaceTrack:
+def track_frames(frames: Iterable[tuple[float, NDArray[np.uint8]]], progress: str = "") -> Trace:
     """Run the face tracker over (time, BGR image) pairs in time order."""
     from tqdm import tqdm
 
@@ -71,14 +62,14 @@ def track_frames(frames: Iterable[tuple[float, NDArray[np.uint8]]], progress: st
     return builder.result()
 
 
-def resample_track(track: FaceTrack, n_frames: int, fps: float = ex.FPS) -> tuple[NDArray[np.float32],
+def resample_track(track: Trace, n_frames: int, fps: float = ex.FPS) -> tuple[NDArray[np.float32],
                                                                                     NDArray[np.bool_]]:
     """Nearest earlier tracked frame for every grid frame (a face not yet seen is absent)."""
     grid = np.arange(n_frames) / fps
-    idx = np.searchsorted(track.times_s, grid + 1e-6, side="right") - 1
+    idx = np.searchsorted(track.time, grid + 1e-6, side="right") - 1
     valid = idx >= 0
-    expr = np.where(valid[:, None], track.expression[np.maximum(idx, 0)], ex.NEUTRAL)
-    present = valid & track.present[np.maximum(idx, 0)]
+    expr = np.where(valid[:, None], track.frames[np.maximum(idx, 0)], ex.NEUTRAL)
+    present = valid & track.face_present[np.maximum(idx, 0)]
     return ex.clamp(expr), present
 
 
@@ -96,8 +87,8 @@ def recognise(pcm: NDArray[np.int16], sample_rate: int, backend: str = "pocketsp
     return [(w.text, float(w.start), float(w.end)) for w in words]
 
 
-def build_conversation(conversation_id: str, speaker: FaceTrack, pcm: NDArray[np.int16], sample_rate: int,
-                       listener: FaceTrack | None = None, asr_backend: str = "pocketsphinx",
+def build_conversation(conversation_id: str, speaker: Trace, pcm: NDArray[np.int16], sample_rate: int,
+                       listener: Trace | None = None, asr_backend: str = "pocketsphinx",
                        asr_model_dir: str | None = None, metadata: dict[str, Any] | None = None
                        ) -> shards.Conversation:
     """One shard from tracked faces and audio (the audio's length sets the duration)."""

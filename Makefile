@@ -25,8 +25,8 @@ doctor: setup
 # Rebuild the shipped policy (models/policy) from a fixed seed: about 45 minutes on 2 CPU cores.
 model: setup
 	rm -rf data/synth runs/sft runs/eval
-	$(VENV)/bin/face-expr data synth data/synth -n 240 --seed 0
-	$(VENV)/bin/face-expr train --data data/synth --out runs/sft --steps 2500 --seed 0
+	$(VENV)/bin/face-expr data synth data/synth -n 360 --seed 0
+	$(VENV)/bin/face-expr train --data data/synth --out runs/sft --steps 2100 --seed 0
 	$(VENV)/bin/face-expr eval --data data/synth --split test --policy runs/sft/policy --out runs/eval
 	$(PY) scripts/ship_model.py runs/sft/policy runs/eval
 

@@ -5,8 +5,9 @@ Usage::
     .venv/bin/python benchmarks/bench_policy_latency.py [--model-dir models/policy] [--steps 3000]
 
 The headline number re-plans on *every* step (``replan_every=1``: encode + head + numpy
-sampling + chunk decoding + blending each frame), the worst case of the 30 Hz loop; the default
-schedule (re-plan every 2 frames) is reported beside it. Without ``--model-dir`` an untrained
+sampling + chunk decoding + blending + output smoothing each frame), the worst case of the 30 Hz
+loop; the default schedule (``runtime.DEFAULT_REPLAN_EVERY``) is reported beside it. Sampling
+uses the runtime's defaults. Without ``--model-dir`` an untrained
 network of the default size with spread logits (``policy.fixtures``) is used: the latency of the
 graph does not depend on the weights, only top-p sorting does a little (peaked distributions are
 cheaper). Targets: ONNX Runtime median <= 2 ms and p99 <= 4 ms. Results go to a table on stdout
@@ -29,7 +30,7 @@ from face_expr_ros import expression as ex
 from face_expr_ros.policy.fixtures import make_policy
 from face_expr_ros.policy.model_dir import load_policy
 from face_expr_ros.policy.network import count_parameters, flops_per_plan
-from face_expr_ros.policy.runtime import Observation, Policy
+from face_expr_ros.policy.runtime import DEFAULT_REPLAN_EVERY, Observation, Policy
 from face_expr_ros.policy.sampling import sample_chunk
 
 RESULTS = Path(__file__).resolve().parent / "results" / "policy_latency.json"
@@ -98,26 +99,25 @@ def main() -> None:
 
     rows: dict[str, dict[str, float]] = {}
     for backend in ("onnxruntime", "torch"):
-        for replan in (1, 2):
-            policy = Policy.load(model_dir, backend, threads=args.threads, replan_every=replan, temperature=0.8,
-                                 top_p=0.9, seed=0)
+        for replan in (1, DEFAULT_REPLAN_EVERY):
+            policy = Policy.load(model_dir, backend, threads=args.threads, replan_every=replan, seed=0)
             rows[f"{backend} replan_every={replan}"] = stats(time_steps(policy, obs, args.warmup))
 
     # Where the time of one ONNX Runtime plan goes.
-    policy = Policy.load(model_dir, "onnxruntime", threads=args.threads, temperature=0.8, top_p=0.9)
+    policy = Policy.load(model_dir, "onnxruntime", threads=args.threads)
     for o in obs[:64]:
         policy.step(o)
     x = policy.inputs()
     be = policy.backend
     h, c = be.encode(x)
     rng = np.random.default_rng(0)
-    sample = sample_chunk(h, c, be.head, rng, temperature=0.8, top_p=0.9)
+    sampling = {"temperature": policy.temperature, "top_p": policy.top_p, "token_temperature": policy.token_temperature}
+    sample = sample_chunk(h, c, be.head, rng, **sampling)
     code = sample.code
     parts = {
         "encode (ONNX Runtime)": time_call(lambda: be.encode(x)),
         "head (ONNX Runtime)": time_call(lambda: be.head(h, code)),
-        "sample code+tokens incl. head": time_call(lambda: sample_chunk(h, c, be.head, rng, temperature=0.8,
-                                                                         top_p=0.9)),
+        "sample code+tokens incl. head": time_call(lambda: sample_chunk(h, c, be.head, rng, **sampling)),
         "decode chunk": time_call(lambda: bundle.tokenizer.decode_chunk(sample.base[0], sample.deltas[0])),
     }
     flops = flops_per_plan(cfg)

@@ -81,6 +81,13 @@ def pcm_message(samples: NDArray[np.int16]) -> Any:
     return typestore().types[INT16_ARRAY](layout=_empty_layout(), data=np.asarray(samples, dtype=np.int16))
 
 
+def stamped_pcm_message(samples: NDArray[np.int16], end_ns: int, frame_id: str = "microphone") -> Any:
+    """A stamped PCM chunk (``messages.STAMPED_PCM_ENCODING``) ending at ``end_ns``."""
+    msg = typestore().types[IMAGE](header=_header(end_ns, frame_id), height=0, width=0, encoding="",
+                                   is_bigendian=0, step=0, data=np.zeros(0, np.uint8))
+    return messages.fill_stamped_pcm(msg, samples, end_ns, frame_id)
+
+
 def float32_array_message(values: NDArray[np.floating]) -> Any:
     return typestore().types[FLOAT32_ARRAY](layout=_empty_layout(), data=messages.float_array(values))
 

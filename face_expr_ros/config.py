@@ -84,6 +84,11 @@ class FaceTrackerSettings(NodeSettings):
 @dataclass(frozen=True)
 class SpeechSettings(NodeSettings):
     audio_topic: str = param("/audio/pcm", "Microphone PCM in (std_msgs/Int16MultiArray, mono).")
+    stamped_audio: bool = param(
+        False, "Subscribe to <audio_topic>/stamped (stamped PCM: a 16SC1 Image one pixel high, stamped at the "
+        "chunk's end, from the microphone node and the bag player) and date the audio by those stamps; false "
+        "dates unstamped Int16MultiArray PCM by its arrival."
+    )
     sample_rate: int = param(16000, "Sample rate of the incoming PCM, in Hz.", low=8000, high=96000)
     asr_backend: str = param(
         "pocketsphinx", "Speech recogniser.", choices=("pocketsphinx", "vosk", "none")
@@ -91,7 +96,8 @@ class SpeechSettings(NodeSettings):
     vosk_model_dir: str = param("", "Vosk model directory (required when asr_backend is vosk).")
     transcript_topic: str = param("/face_expr/transcript", "Recognised words out (std_msgs/String).")
     words_topic: str = param(
-        "/face_expr/words", "Recognised words with their end times out (JointState: name=word, position=time)."
+        "/face_expr/words", "Recognised words out (JointState: name=word, position=its end time, stamp=where in "
+        "the audio the recogniser delivered them; one message per audio chunk, empty when no word came)."
     )
     features_topic: str = param(
         "/face_expr/audio_features", "Audio features out per 30 Hz frame (JointState, stamped, named values)."
@@ -105,19 +111,34 @@ class PolicySettings(NodeSettings):
         "onnxruntime", "Inference runtime.", choices=("onnxruntime", "torch", "tensorrt")
     )
     model_dir: str = param("", "Policy directory; empty means the model shipped in the package.")
-    temperature: float = param(0.7, "Sampling temperature; 0 is greedy.", low=0.0, high=5.0)
-    top_p: float = param(0.9, "Nucleus sampling mass.", low=0.01, high=1.0)
+    temperature: float = param(1.0, "Sampling temperature of the chunk code (what the face does); 0 is greedy.",
+                               low=0.0, high=5.0)
+    token_temperature: float = param(0.5, "Sampling temperature of the tokens given the code (how exactly).",
+                                     low=0.0, high=5.0)
+    top_p: float = param(1.0, "Nucleus sampling mass.", low=0.01, high=1.0)
+    replan_every: int = param(4, "Frames between plans (1..chunk length).", low=1, high=64)
+    smoothing_s: float = param(0.1, "Output low-pass time constant (s), eyelids excepted; 0 turns it off.",
+                               low=0.0, high=2.0)
     seed: int = param(-1, "Sampling seed; -1 draws one at start-up.", low=-1, high=2**31 - 1)
     speaker_topic: str = param("/face_expr/speaker_expression", "Speaker expression in.")
     words_topic: str = param("/face_expr/words", "Recognised words with times in.")
     features_topic: str = param("/face_expr/audio_features", "Audio features in.")
     input_delay_s: float = param(
-        0.0, "Use inputs stamped at least this long before each frame: 0 reacts fastest; about 0.2 s "
-        "makes bag replays exactly repeatable (inputs are chosen by stamp, not by arrival).", low=0.0, high=2.0
+        0.0, "Use speaker and audio inputs stamped at least this long before each frame (0 reacts fastest).",
+        low=0.0, high=2.0
     )
     text_delay_s: float = param(
-        0.0, "Use recognised words this long after they were spoken (covers recogniser latency in "
-        "replays; 0 uses them on arrival).", low=0.0, high=10.0
+        0.0, "Use recognised words this long after the point in the audio where the recogniser delivered "
+        "them (0 uses them as soon as they are recognised).", low=0.0, high=10.0
+    )
+    wait_for_inputs: bool = param(
+        False, "Step each frame only once every input stream that has a publisher has delivered all it "
+        "stamped up to the frame's input time (exactly repeatable replays); false steps each frame as soon "
+        "as the speaker's tracked camera frame for it arrives (lowest latency, live)."
+    )
+    max_wait_s: float = param(
+        0.025, "Longest a frame waits, after its time on the grid, for the inputs above before it is stepped "
+        "without them (the speaker's tracked frame live; every stream with wait_for_inputs).", low=0.0, high=60.0
     )
     expression_topic: str = param("/face_expr/expression", "Listener expression out (JointState).")
     input_timeout_s: float = param(
@@ -179,7 +200,9 @@ class MicrophoneSettings(NodeSettings):
     device: str = param("", "sounddevice input device name or index; empty is the system default.")
     sample_rate: int = param(16000, "Capture rate in Hz.", low=8000, high=96000)
     chunk_ms: float = param(32.0, "Samples per message, in milliseconds.", low=5.0, high=1000.0)
-    audio_topic: str = param("/audio/pcm", "PCM out (std_msgs/Int16MultiArray).")
+    audio_topic: str = param(
+        "/audio/pcm", "PCM out (std_msgs/Int16MultiArray), and stamped PCM on <audio_topic>/stamped."
+    )
 
 
 @dataclass(frozen=True)
@@ -187,10 +210,22 @@ class BagPlayerSettings(NodeSettings):
     bag: str = param("", "rosbag2 folder to play (sqlite3 or mcap).")
     rate: float = param(1.0, "Playback speed factor (2.0 plays twice as fast).", low=0.01, high=100.0)
     publish_clock: bool = param(False, "Publish /clock from the bag's time (for use_sim_time).")
+    stamp_audio: bool = param(
+        True, "Also publish each unstamped PCM topic (Int16MultiArray) as stamped PCM on <topic>/stamped, "
+        "stamped with the chunk's record time (for the speech node's stamped_audio)."
+    )
     topics: str = param("", "Comma-separated topics to play; empty plays all.")
     remap: str = param("", "Comma-separated from:=to topic renames, e.g. /cam:=/camera/image_raw.")
     start_delay_s: float = param(1.0, "Wait before the first message, for subscribers to connect.",
                                  low=0.0, high=60.0)
+    max_lag_s: float = param(
+        0.0, "Hold the bag and its clock while the newest stamp on any of pace_topics is more than this behind "
+        "the bag (0: never; replays through a graph slower than real time).", low=0.0, high=60.0
+    )
+    pace_topics: str = param(
+        "/face_expr/speaker_expression,/face_expr/words",
+        "Comma-separated stamped JointState topics that max_lag_s watches (ones that have published).",
+    )
     loop: bool = param(False, "Start again at the end.")
     exit_on_end: bool = param(False, "Stop the node (and its process) when the bag has been played.")
 

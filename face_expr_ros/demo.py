@@ -104,7 +104,7 @@ def read_outputs(bag: Path) -> dict[str, object]:
     for m in bags.read_bag(bag):
         if m.topic == "/face_expr/expression":
             listener.append((messages.stamp_to_ns(m.msg.header.stamp), messages.expression_from_joint_state(m.msg)))
-        elif m.topic == "/face_expr/speaker_expression":
+        elif m.topic == "/face_expr/speaker_expression" and len(m.msg.name):  # empty: no face in that frame
             stamp = messages.stamp_to_ns(m.msg.header.stamp)
             speaker.append((stamp, messages.expression_from_joint_state(m.msg)))
             latencies.append((m.t_ns - stamp) / 1e6)  # camera stamp -> tracked expression received

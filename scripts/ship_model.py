@@ -17,8 +17,8 @@ from pathlib import Path
 from face_expr_ros.policy.model_dir import load_policy
 
 COMMANDS = [
-    "face-expr data synth data/synth -n 240 --seed 0",
-    "face-expr train --data data/synth --out runs/sft --steps 2500 --seed 0  # history dropout 0.5 (default)",
+    "face-expr data synth data/synth -n 360 --seed 0",
+    "face-expr train --data data/synth --out runs/sft --steps 2100 --seed 0",
     "face-expr eval --data data/synth --split test --policy runs/sft/policy --out runs/eval",
     "python scripts/ship_model.py runs/sft/policy runs/eval",
 ]

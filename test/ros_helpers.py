@@ -50,7 +50,8 @@ class Probe:
         self.node = rclpy.create_node("probe", context=self.context)
         self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self.speaker: list[tuple[float, object]] = []
+        self.speaker: list[tuple[float, object]] = []  # tracked faces
+        self.no_face: list[tuple[float, object]] = []  # frames the tracker saw no face in
         self.expression: list[tuple[float, object]] = []
         self.commands: list[tuple[float, object]] = []
         self.images: list[object] = []
@@ -59,7 +60,9 @@ class Probe:
         def keep(store: list) -> object:
             return lambda msg: store.append((time.monotonic(), msg))
 
-        self.node.create_subscription(JointState, "/face_expr/speaker_expression", keep(self.speaker), STATE_QOS)
+        self.node.create_subscription(
+            JointState, "/face_expr/speaker_expression",
+            lambda msg: (self.speaker if msg.name else self.no_face).append((time.monotonic(), msg)), STATE_QOS)
         self.node.create_subscription(JointState, "/face_expr/expression", keep(self.expression), STATE_QOS)
         self.node.create_subscription(Float64MultiArray, "/face_controller/commands", keep(self.commands), STATE_QOS)
         self.node.create_subscription(Image, "/face_expr/avatar/image", self.images.append, qos_profile_sensor_data)

@@ -105,3 +105,25 @@ def test_joint_state_errors():
         messages.expression_from_joint_state(FakeImage(name=["jawOpen", "jawLeft"], position=[0.1]))
     nan = FakeImage(name=["jawOpen"], position=[float("nan")])
     assert messages.expression_from_joint_state(nan)[ex.index("jawOpen")] == 0.0
+
+
+def test_stamped_pcm_round_trip_and_errors(tmp_path):
+    """Stamped PCM: a 16SC1 Image one pixel high, stamped at the chunk's end."""
+    pcm = np.random.default_rng(5).integers(-32768, 32767, size=533, dtype=np.int16)
+    with bags.BagWriter(tmp_path / "bag", storage="mcap") as bag:
+        bag.write("/audio/pcm/stamped", bags.stamped_pcm_message(pcm, 2_033_312_500), t_ns=2_033_312_500)
+    (got,) = list(bags.read_bag(tmp_path / "bag"))
+    assert got.msgtype == bags.IMAGE
+    assert (got.msg.encoding, got.msg.height, got.msg.width, got.msg.step) == ("16SC1", 1, 533, 1066)
+    samples, end_ns = messages.pcm_from_stamped(got.msg)
+    np.testing.assert_array_equal(samples, pcm)
+    assert samples.dtype == np.int16 and end_ns == 2_033_312_500
+    big = FakeImage(encoding="16SC1", height=1, width=3, is_bigendian=1,
+                    data=np.array([1, -2, 300], ">i2").tobytes(), header=got.msg.header)
+    assert messages.pcm_from_stamped(big)[0].tolist() == [1, -2, 300]
+    with pytest.raises(messages.MessageError, match="16SC1 Image of height 1, got encoding 'bgr8'"):
+        messages.pcm_from_stamped(FakeImage(encoding="bgr8", height=1, width=3, data=bytes(9)))
+    with pytest.raises(messages.MessageError, match="holds 4 bytes, but width 3 needs 6"):
+        messages.pcm_from_stamped(FakeImage(encoding="16SC1", height=1, width=3, is_bigendian=0, data=bytes(4)))
+    with pytest.raises(messages.MessageError, match="1-d integer array"):
+        bags.stamped_pcm_message(np.zeros((2, 2), np.int16), 0)

@@ -109,6 +109,18 @@ def test_diversity_and_greedy_determinism(net, inputs):
     assert np.array_equal(greedy[0].base[0], b[0].argmax(-1))
 
 
+def test_token_temperature_applies_to_tokens_only(net, inputs):
+    be = TorchBackend(net)
+    h, c = be.encode({k: v[:1] for k, v in inputs.items()})
+    codes = set()
+    for seed in range(12):
+        s = sample_chunk(h, c, be.head, np.random.default_rng(seed), temperature=1.0, token_temperature=0.0)
+        codes.add(int(s.code[0]))
+        b, d = be.head(h, s.code)
+        assert np.array_equal(s.base[0], b[0].argmax(-1)) and np.array_equal(s.deltas[0], d[0].argmax(-1))
+    assert len(codes) > 1  # the code is still sampled
+
+
 def test_config_validation_names_the_field():
     with pytest.raises(ValueError, match="'d_model'"):
         PolicyConfig(d_model=100, n_heads=3)

@@ -8,6 +8,7 @@ import pytest
 from face_expr_ros import expression as ex
 from face_expr_ros.policy.backends import EngineCache, TorchBackend, engine_cache_key, select_backend
 from face_expr_ros.policy.fixtures import make_policy
+from face_expr_ros.policy.network import PolicyConfig
 from face_expr_ros.policy.runtime import Observation, Policy, silent_audio_frame
 
 
@@ -35,8 +36,18 @@ def test_step_outputs_valid_frames_and_replans_on_schedule(saved):
     outs = np.array(outs)
     assert outs.shape == (40, ex.DIM) and ex.is_valid(outs)
     assert [k for k, p in enumerate(plans) if p] == list(range(0, 40, 3))
-    # The window feeds the outputs back as listener_past, one frame behind.
-    np.testing.assert_array_equal(policy.inputs()["listener_past"][0, -1], outs[-1])
+    # The window feeds the outputs back as listener_past, history_delay frames behind.
+    np.testing.assert_array_equal(policy.inputs()["listener_past"][0, -1], outs[-1 - policy.cfg.history_delay])
+
+
+def test_history_delay_feeds_older_outputs(tmp_path):
+    cfg = PolicyConfig(window=8, horizon=4, history_delay=5, d_model=32, n_heads=2, d_ff=64, query_dim=8,
+                       n_codes=4)
+    _net, _tok, path = make_policy(tmp_path / "p", cfg, export=False)
+    policy = Policy.load(path, "torch", replan_every=2)
+    outs = np.array([policy.step(obs) for obs in _observations(20)])
+    # As learning/dataset.py builds it for the next frame t = 20: outputs of frames t-W-D .. t-1-D.
+    np.testing.assert_array_equal(policy.inputs()["listener_past"][0], outs[20 - 8 - 5:20 - 5])
 
 
 def test_missing_inputs_are_filled_not_guessed(saved):
@@ -96,12 +107,27 @@ def test_crossfade_ramps_linearly(saved):
 
 def test_blend_weights_follow_act(saved):
     net, tok, _path = saved
-    policy = Policy(TorchBackend(net), net.cfg, tok, replan_every=1, ensemble_decay=0.5)
+    policy = Policy(TorchBackend(net), net.cfg, tok, replan_every=1, blend="ensemble", ensemble_decay=0.5)
     a = np.zeros((8, ex.DIM), np.float32)
     b = np.ones((8, ex.DIM), np.float32)
     policy._chunks.extend([(0, a), (1, b)])
     w = np.exp(-0.5 * np.arange(2))
     np.testing.assert_allclose(policy._blend(1), np.full(ex.DIM, w[1] / w.sum()), rtol=1e-6)
+
+
+def test_output_smoothing_spares_the_eyelids(saved):
+    net, tok, _ = saved
+    policy = Policy(TorchBackend(net), net.cfg, tok, smoothing_s=0.1)
+    policy._smooth(np.zeros(ex.DIM, np.float32))
+    step = [policy._smooth(np.ones(ex.DIM, np.float32)) for _ in range(60)]
+    lids = ex.indices(("eyeBlinkLeft", "eyeBlinkRight"))
+    others = np.setdiff1d(np.arange(ex.DIM), lids)
+    assert (step[0][lids] == 1.0).all() and (step[0][others] < 0.2).all()  # critically damped: slow start
+    assert (np.diff([s[others[0]] for s in step]) >= 0).all()  # no overshoot
+    assert step[-1][others] == pytest.approx(1.0, abs=1e-3)
+    raw = Policy(TorchBackend(net), net.cfg, tok, smoothing_s=0.0)
+    raw._smooth(np.zeros(ex.DIM, np.float32))
+    assert (raw._smooth(np.ones(ex.DIM, np.float32)) == 1.0).all()
 
 
 def test_bad_runtime_settings(saved):
@@ -110,6 +136,10 @@ def test_bad_runtime_settings(saved):
         Policy(TorchBackend(net), net.cfg, tok, replan_every=9)
     with pytest.raises(ValueError, match="blend"):
         Policy(TorchBackend(net), net.cfg, tok, blend="average")
+    with pytest.raises(ValueError, match="smoothing_s"):
+        Policy(TorchBackend(net), net.cfg, tok, smoothing_s=-0.1)
+    with pytest.raises(ValueError, match="token_temperature"):
+        Policy(TorchBackend(net), net.cfg, tok, token_temperature=-1.0)
 
 
 # ---------------------------------------------------------------- back-end selection and TensorRT

@@ -122,5 +122,12 @@ def test_window_dataset_alignment(tmp_path):
     assert int(later["words_heard"]) == int(conv.arrays["words_heard"][tau])
     # Windows never run past a conversation's end.
     assert all(ix.tau + 4 <= data.conversations[ix.conversation].n_frames for ix in data.index)
+    # With a history delay D the own past ends D frames earlier.
+    delayed = WindowDataset(tmp_path, "train", window=16, horizon=4, stride=5, history_delay=6)
+    tau = delayed.index[3].tau
+    np.testing.assert_array_equal(delayed[3]["listener_past"].numpy(),
+                                  conv.arrays["listener_expression"][tau - 22:tau - 6])
+    np.testing.assert_array_equal(delayed[0]["listener_past"][:7].numpy(), np.zeros((7, ex.DIM)))
+    np.testing.assert_array_equal(delayed[0]["listener_past"][7:].numpy(), conv.arrays["listener_expression"][0:9])
     with pytest.raises(ValueError, match="no conversations"):
         WindowDataset(tmp_path, "test")

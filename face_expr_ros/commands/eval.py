@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from face_expr_ros.policy.sampling import DEFAULT_TEMPERATURE, DEFAULT_TOKEN_TEMPERATURE, DEFAULT_TOP_P
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -29,8 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--raters", type=int, default=5, help="raters in the panel (default 5)")
     parser.add_argument("--backend", default="onnxruntime", help="policy back-end: auto | torch | onnxruntime | "
                         "tensorrt (default onnxruntime)")
-    parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
-    parser.add_argument("--top-p", type=float, default=0.9, help="nucleus top-p for sampled runs (default 0.9)")
+    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
+                        help=f"sampling temperature of the chunk code (default {DEFAULT_TEMPERATURE})")
+    parser.add_argument("--token-temperature", type=float, default=DEFAULT_TOKEN_TEMPERATURE,
+                        help=f"sampling temperature of the tokens given the code (default {DEFAULT_TOKEN_TEMPERATURE})")
+    parser.add_argument("--top-p", type=float, default=DEFAULT_TOP_P,
+                        help=f"nucleus top-p for sampled runs (default {DEFAULT_TOP_P})")
     parser.add_argument("--text", choices=("auto", "minilm", "none"), default="auto",
                         help="transcript embedding: auto = what the policy was trained with (default)")
     parser.add_argument("--text-encoder-dir", type=Path, default=None,
@@ -60,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = EvalConfig(
         data=args.data, split=args.split, policy=args.policy, samples=args.samples, out=args.out,
         max_conversations=args.max_conversations, panel_seed=args.panel_seed, n_raters=args.raters,
-        backend=args.backend, temperature=args.temperature, top_p=args.top_p, text=args.text,
+        backend=args.backend, temperature=args.temperature, top_p=args.top_p,
+        token_temperature=args.token_temperature, text=args.text,
         text_encoder_dir=args.text_encoder_dir, baselines=names, seed=args.seed, workers=args.workers,
         progress=not args.no_progress,
     )

@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from face_expr_ros import expression as ex
-from face_expr_ros.learning.dataset import audio_frame_features
+from face_expr_ros.learning.features import audio_frame_features
 from face_expr_ros.learning.shards import Conversation
 from face_expr_ros.sim.listeners import STYLES, listener_track, sample_params
 from face_expr_ros.sim.speech import Timeline

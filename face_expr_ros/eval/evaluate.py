@@ -44,8 +44,9 @@ from face_expr_ros.eval.baselines import (
     stable_seed,
     timeline_of,
 )
-from face_expr_ros.learning.dataset import audio_frame_features, seconds_since_last_word
+from face_expr_ros.learning.features import audio_frame_features, seconds_since_last_word
 from face_expr_ros.learning.shards import Conversation, iter_conversations, read_manifest
+from face_expr_ros.policy.sampling import DEFAULT_TEMPERATURE, DEFAULT_TOKEN_TEMPERATURE, DEFAULT_TOP_P
 from face_expr_ros.sim.listeners import listener_track, sample_params
 from face_expr_ros.sim.raters import CRITERIA, Percept, RaterPanel, perceive
 
@@ -93,8 +94,9 @@ class EvalConfig:
     panel_seed: int = 2000
     n_raters: int = 5
     backend: str = "onnxruntime"
-    temperature: float = 0.7
-    top_p: float = 0.9
+    temperature: float = DEFAULT_TEMPERATURE
+    top_p: float = DEFAULT_TOP_P
+    token_temperature: float = DEFAULT_TOKEN_TEMPERATURE
     text: str = "auto"  # auto (what the policy was trained with) | minilm | none
     text_encoder_dir: Path | None = None  # None: the user cache (text_encoder.default_encoder_dir)
     baselines: tuple[str, ...] = BASELINE_NAMES
@@ -151,7 +153,7 @@ class TranscriptEmbedder:
 
 
 def run_policy(policy: Any, conv: Conversation, text_rows: Sequence[F32 | None], seed: int,
-               temperature: float) -> F32:
+               temperature: float, token_temperature: float | None = None) -> F32:
     """Stream ``conv`` through ``policy`` (a runtime.Policy) frame by frame; returns (T, 55)."""
     from face_expr_ros.policy.runtime import Observation
 
@@ -163,6 +165,8 @@ def run_policy(policy: Any, conv: Conversation, text_rows: Sequence[F32 | None],
     speaker = conv.arrays["speaker_expression"]
     present = conv.arrays["speaker_face_present"]
     policy.temperature = temperature
+    if token_temperature is not None:
+        policy.token_temperature = token_temperature
     policy.reset(seed)
     out = np.empty((conv.n_frames, ex.DIM), np.float32)
     for t in range(conv.n_frames):
@@ -319,7 +323,8 @@ def evaluate_conversation(index: int) -> ConversationPart:
         outputs[GREEDY] = ([run_policy(policy, conv, rows, _int_seed(cfg.seed, conv.conversation_id, "greedy"),
                                        0.0)], True)
         outputs[SAMPLED] = ([run_policy(policy, conv, rows, _int_seed(cfg.seed, conv.conversation_id, "policy", k),
-                                        cfg.temperature) for k in range(cfg.samples)], False)
+                                        cfg.temperature, cfg.token_temperature) for k in range(cfg.samples)],
+                             False)
     for b in baselines:
         if not b.available(conv):
             continue

@@ -1,9 +1,16 @@
 """A PyTorch Dataset of fixed windows over dataset shards, as the policy sees them.
 
 At a step whose last observed frame is ``tau``, the policy sees the speaker and the audio for
-frames ``tau - W + 1 .. tau``, its own outputs for frames ``tau - W .. tau - 1`` (the first
-frame of a conversation has no past: zeros), and must produce the listener's frames
-``tau .. tau + H - 1`` (an action chunk). Windows never cross conversations.
+frames ``tau - W + 1 .. tau``, its own outputs for frames ``tau - W - D .. tau - 1 - D`` (``D`` =
+``history_delay``; frames before the conversation are zeros), and must produce the listener's
+frames ``tau .. tau + H - 1`` (an action chunk). Windows never cross conversations.
+
+Why a delay: with its own last frame in view, the best next-frame guess on recorded data is "the
+same again", and a network trained that way leans on the copy and under-uses the speaker; fed its
+own outputs at run time it then stays where it started (the "copycat" failure of behaviour
+cloning with action history; Wen et al., NeurIPS 2020). With the history ending ``D`` frames
+back, the network still knows *who it has been* (how much it smiles, nods, blinks) but must read
+what happens next from the speaker.
 """
 
 from __future__ import annotations
@@ -13,51 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from numpy.typing import NDArray
 from torch.utils.data import Dataset
 
 from face_expr_ros import expression as ex
-from face_expr_ros.learning.shards import Conversation, iter_conversations
-
-PITCH_SCALE_HZ = 300.0  # pitch is fed to the network as F0 / 300 Hz, so that it is near [0, 1]
-ENERGY_OFFSET_DB, ENERGY_SCALE_DB = 60.0, 30.0
-
-
-def audio_feature_names(n_mels: int) -> list[str]:
-    """Names of the values of :func:`network_audio_features`, in order (for stamped messages)."""
-    return [f"logmel_{k:02d}" for k in range(n_mels)] + ["energy", "pitch", "voiced", "vad"]
-
-
-def network_audio_features(log_mel: NDArray[np.floating], energy_db: NDArray[np.floating],
-                           pitch_hz: NDArray[np.floating], voiced: NDArray[np.floating],
-                           vad: NDArray[np.generic]) -> NDArray[np.float32]:
-    """(T, n_mels + 4) network audio input: log-mel, scaled energy and pitch, voicing, VAD.
-
-    The one definition of the layout, used for training windows and by the live speech node.
-    """
-    extra = np.stack([
-        (np.asarray(energy_db, np.float32) + ENERGY_OFFSET_DB) / ENERGY_SCALE_DB,
-        np.asarray(pitch_hz, np.float32) / PITCH_SCALE_HZ,
-        np.asarray(voiced, np.float32),
-        np.asarray(vad).astype(np.float32),
-    ], axis=-1)
-    return np.concatenate([np.asarray(log_mel, np.float32), extra], axis=-1).astype(np.float32)
-
-
-def audio_frame_features(conv: Conversation) -> NDArray[np.float32]:
-    """Network audio input for every frame of a conversation (see :func:`network_audio_features`)."""
-    a = conv.arrays
-    return network_audio_features(a["audio_logmel"], a["audio_energy"], a["audio_pitch"], a["audio_voiced"],
-                                  a["audio_vad"])
-
-
-def seconds_since_last_word(conv: Conversation, fps: float = ex.FPS) -> NDArray[np.float32]:
-    """Per frame, time since the last word ended (a large value before the first word)."""
-    ends = np.array([end for _, _, end in conv.words] or [-1e3], dtype=np.float64)
-    times = np.arange(conv.n_frames) / fps
-    idx = np.searchsorted(ends, times, side="right") - 1
-    last = np.where(idx >= 0, ends[np.maximum(idx, 0)], -1e3)
-    return np.minimum(times - last, 30.0).astype(np.float32)
+from face_expr_ros.learning.features import audio_frame_features, seconds_since_last_word
+from face_expr_ros.learning.shards import iter_conversations
 
 
 @dataclass(frozen=True)
@@ -70,10 +37,11 @@ class WindowDataset(Dataset):
     """Fixed windows (W frames of context, H frames of target) over one split of a dataset."""
 
     def __init__(self, folder: str | Path, split: str, window: int = 32, horizon: int = 8,
-                 stride: int = 4) -> None:
-        if window < 1 or horizon < 1 or stride < 1:
-            raise ValueError(f"window, horizon and stride must be >= 1, got {window}, {horizon}, {stride}")
-        self.window, self.horizon = window, horizon
+                 stride: int = 4, history_delay: int = 0) -> None:
+        if window < 1 or horizon < 1 or stride < 1 or history_delay < 0:
+            raise ValueError(f"window, horizon and stride must be >= 1 and history_delay >= 0, got {window}, "
+                             f"{horizon}, {stride}, {history_delay}")
+        self.window, self.horizon, self.history_delay = window, horizon, history_delay
         self.conversations = [c for c in iter_conversations(folder, split)
                               if c.metadata.get("has_listener", True)]
         if not self.conversations:
@@ -96,8 +64,10 @@ class WindowDataset(Dataset):
         lo = tau - self.window + 1
         listener = a["listener_expression"]
         past = np.zeros((self.window, ex.DIM), np.float32)
-        start = max(lo - 1, 0)
-        past[self.window - (tau - start):] = listener[start:tau]
+        end = tau - self.history_delay
+        start = max(end - self.window, 0)
+        if end > 0:
+            past[self.window - (end - start):] = listener[start:end]
         return {
             "speaker": torch.from_numpy(a["speaker_expression"][lo:tau + 1]),
             "face_present": torch.from_numpy(a["speaker_face_present"][lo:tau + 1].astype(np.float32)),

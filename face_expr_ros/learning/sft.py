@@ -44,7 +44,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from face_expr_ros import expression as ex
-from face_expr_ros.learning.dataset import WindowDataset, audio_frame_features
+from face_expr_ros.learning.dataset import WindowDataset
+from face_expr_ros.learning.features import audio_frame_features
 from face_expr_ros.learning.shards import read_manifest
 from face_expr_ros.perception.text_encoder import default_encoder_dir
 from face_expr_ros.policy.model_dir import save_policy
@@ -67,7 +68,7 @@ class SFTConfig:
     weight_decay: float = 0.05
     grad_clip: float = 1.0
     smooth_weight: float = 0.1
-    history_dropout: float = 0.5  # share of training windows whose own-action history is hidden
+    history_dropout: float = 0.25  # share of training windows whose own-action history is hidden
     stride: int = 4
     text: str = "minilm"  # "minilm" or "none"
     text_encoder_dir: str = str(default_encoder_dir())
@@ -234,10 +235,10 @@ def train(cfg: SFTConfig) -> Path:
     arch = PolicyConfig(**cfg.arch)
     manifest = read_manifest(cfg.data)
     data_hash = manifest.data_hash()
-    train_ds = WindowDataset(cfg.data, "train", window=arch.window, horizon=arch.horizon, stride=cfg.stride)
-    val_ids = manifest.ids("val")
-    val_ds = WindowDataset(cfg.data, "val", window=arch.window, horizon=arch.horizon, stride=cfg.stride) \
-        if val_ids else None
+    windows = {"window": arch.window, "horizon": arch.horizon, "stride": cfg.stride,
+               "history_delay": arch.history_delay}
+    train_ds = WindowDataset(cfg.data, "train", **windows)
+    val_ds = WindowDataset(cfg.data, "val", **windows) if manifest.ids("val") else None
     actions = np.concatenate([c.arrays["listener_expression"] for c in train_ds.conversations])
     tok = ActionTokenizer.fit(actions, horizon=arch.horizon, n_keyframes=arch.n_keyframes, n_bins=arch.n_bins)
     audio = np.concatenate([audio_frame_features(c) for c in train_ds.conversations])

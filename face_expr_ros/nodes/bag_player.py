@@ -2,7 +2,22 @@
 
 Messages keep their recorded spacing (scaled by ``rate``) and are published as the bag's raw
 CDR bytes, so any message type plays without conversion. With ``publish_clock`` the player
-also drives ``/clock`` from the bag's time, for nodes running with ``use_sim_time``.
+also drives ``/clock`` from the bag's time, for nodes running with ``use_sim_time``: during
+``start_delay_s`` it holds the clock at the bag's first time, so every node sees the same
+start whenever it came up.
+
+With ``max_lag_s`` the player applies back-pressure: while the newest stamp on any of
+``pace_topics`` (perception outputs, stamped ``JointState``) is more than ``max_lag_s`` behind
+the bag, it holds the bag and its clock. A graph slower than real time (``face-expr bringup``
+on two busy cores) then plays the bag slower instead of falling ever further behind, which is
+what keeps long replays exact.
+
+Unstamped PCM (``std_msgs/Int16MultiArray``) carries no time, so with ``stamp_audio`` the
+player also publishes each chunk as stamped PCM on ``<topic>/stamped`` (``messages.
+STAMPED_PCM_ENCODING``), stamped with the chunk's record time in the bag (the end of the
+chunk, as ``face-expr data media`` and the bag recorder write it). The speech node with
+``stamped_audio`` dates the audio from these stamps, which travel with the data, instead of
+from when the chunks happen to arrive.
 """
 
 from __future__ import annotations
@@ -11,12 +26,16 @@ import threading
 import time
 
 from rclpy.node import Node
+from rclpy.serialization import deserialize_message
 from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Int16MultiArray
 
-from face_expr_ros import bags, config
+from face_expr_ros import bags, config, messages
 from face_expr_ros.nodes import base
 
 CLOCK_PERIOD_S = 0.01
+STAMPED_SUFFIX = "/stamped"
 
 
 def parse_remap(text: str) -> dict[str, str]:
@@ -53,25 +72,51 @@ class BagPlayerNode(Node):
                                          base.STATE_QOS)
             for topic in wanted
         }
+        # Stamped copies of unstamped PCM, unless the bag already holds them.
+        self.stamped_pcm = {
+            topic: self.create_publisher(Image, self.remap.get(topic, topic) + STAMPED_SUFFIX, base.AUDIO_QOS)
+            for topic in wanted
+            if s.stamp_audio and available[topic] == bags.INT16_ARRAY and topic + STAMPED_SUFFIX not in available
+        }
         self.clock_pub = self.create_publisher(Clock, "/clock", base.CLOCK_QOS) if s.publish_clock else None
+        # Back-pressure: the newest stamp seen on each pace topic (not on topics it plays itself).
+        played = {self.remap.get(t, t) for t in wanted}
+        self.pace_topics = [t.strip() for t in s.pace_topics.split(",")
+                            if t.strip() and t.strip() not in played] if s.max_lag_s > 0 else []
+        self._newest: dict[str, int] = {}
+        for topic in self.pace_topics:
+            self.create_subscription(JointState, topic, lambda msg, t=topic: self._on_paced(t, msg), base.STREAM_QOS)
+        self.paused_s = 0.0
         self.published = 0
+        self._last_clock_ns = -1
         self.finished = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._play, daemon=True)
         self._thread.start()
         self.get_logger().info(f"playing {s.bag} ({len(wanted)} topics) at {s.rate:g}x"
-                               + (" with /clock" if s.publish_clock else ""))
+                               + (" with /clock" if s.publish_clock else "")
+                               + "".join(f", stamped PCM on {self.remap.get(t, t)}{STAMPED_SUFFIX}"
+                                         for t in self.stamped_pcm))
 
     def _play(self) -> None:
         s = self.settings
-        if self._stop.wait(s.start_delay_s):
-            return
+        messages_in_bag = bags.read_bag_raw(s.bag, self.topics)
+        first = next(messages_in_bag, None)
+        messages_in_bag.close()
+        # Hold the clock at the bag's start while subscribers connect.
+        end = time.monotonic() + s.start_delay_s
+        while (wait := end - time.monotonic()) > 0:
+            if first is not None and self.clock_pub is not None:
+                self._publish_clock(first[2])
+            if self._stop.wait(min(wait, CLOCK_PERIOD_S)):
+                return
         while True:
             self._play_once()
             if not s.loop or self._stop.is_set():
                 break
         self.finished.set()
-        self.get_logger().info(f"finished {s.bag}: {self.published} messages")
+        held = f", held {self.paused_s:.1f} s for the graph to catch up" if self.paused_s else ""
+        self.get_logger().info(f"finished {s.bag}: {self.published} messages{held}")
         if s.exit_on_end:
             self.context.try_shutdown()
 
@@ -80,6 +125,11 @@ class BagPlayerNode(Node):
         start_wall, first_ns, next_clock = time.monotonic(), None, 0.0
         for topic, _msgtype, t_ns, raw in bags.read_bag_raw(self.settings.bag, self.topics):
             first_ns = t_ns if first_ns is None else first_ns
+            while self._graph_lags(t_ns):  # hold the bag (and its clock) until the graph catches up
+                if self._stop.wait(CLOCK_PERIOD_S):
+                    return
+                start_wall += CLOCK_PERIOD_S
+                self.paused_s += CLOCK_PERIOD_S
             due = start_wall + (t_ns - first_ns) / 1e9 / rate
             while (wait := due - time.monotonic()) > 0:
                 if self.clock_pub is not None and time.monotonic() >= next_clock:
@@ -87,12 +137,34 @@ class BagPlayerNode(Node):
                     next_clock = time.monotonic() + CLOCK_PERIOD_S
                 if self._stop.wait(min(wait, CLOCK_PERIOD_S)):
                     return
-            if self.clock_pub is not None:
+            if self.clock_pub is not None and t_ns > self._last_clock_ns:  # messages often share a time
                 self._publish_clock(t_ns)
+                next_clock = time.monotonic() + CLOCK_PERIOD_S
             self.publishers_by_topic[topic].publish(raw)
+            if topic in self.stamped_pcm:
+                self._publish_stamped_pcm(topic, raw, t_ns)
             self.published += 1
 
+    def _on_paced(self, topic: str, msg: JointState) -> None:
+        self._newest[topic] = max(self._newest.get(topic, 0), messages.stamp_to_ns(msg.header.stamp))
+
+    def _graph_lags(self, t_ns: int) -> bool:
+        """A pace topic that has published is more than ``max_lag_s`` behind ``t_ns`` (its node
+        is still working through older input; it never waits for the clock, so this cannot
+        deadlock)."""
+        limit_ns = t_ns - self.settings.max_lag_s * 1e9
+        return any(self._newest.get(topic, limit_ns) < limit_ns and self.count_publishers(topic)
+                   for topic in self.pace_topics)
+
+    def _publish_stamped_pcm(self, topic: str, raw: bytes, t_ns: int) -> None:
+        try:
+            pcm = messages.pcm_from_msg(deserialize_message(raw, Int16MultiArray))
+        except messages.MessageError:
+            return  # the speech node reports bad audio on the unstamped topic too
+        self.stamped_pcm[topic].publish(messages.fill_stamped_pcm(Image(), pcm, t_ns, frame_id="bag"))
+
     def _publish_clock(self, t_ns: int) -> None:
+        self._last_clock_ns = t_ns
         msg = Clock()
         msg.clock.sec, msg.clock.nanosec = divmod(int(t_ns), 1_000_000_000)
         self.clock_pub.publish(msg)

@@ -41,7 +41,7 @@ class BagRecorderNode(Node):
             if topic in self.wanted and topic not in self._subscribed and types:
                 msgtype = types[0]
                 self.create_subscription(base.message_class(msgtype), topic,
-                                         lambda msg, t=topic, m=msgtype: self.on_message(t, m, msg), base.STATE_QOS)
+                                         lambda msg, t=topic, m=msgtype: self.on_message(t, m, msg), base.STREAM_QOS)
                 self._subscribed.add(topic)
 
     def on_message(self, topic: str, msgtype: str, msg: object) -> None:

@@ -36,6 +36,13 @@ IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, histo
 REPLAY_IMAGE_QOS = QoSProfile(depth=300, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 AUDIO_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 STATE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+# The perception streams the policy steps on (speaker expression, audio features, words), at
+# both ends, and the recorder's subscriptions: reliable and deep, so that a subscriber that
+# falls behind for a while (a loaded machine, a whole graph in one process, the burst of
+# progress messages after the recogniser decodes an utterance) still gets every message, which
+# exact replays depend on. Their callbacks only store what arrives, so a deep queue never makes
+# anything act on stale data.
+STREAM_QOS = QoSProfile(depth=300, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
 DIAGNOSTICS_QOS = STATE_QOS
 

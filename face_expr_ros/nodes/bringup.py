@@ -8,10 +8,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from rclpy.executors import Executor
 from rclpy.node import Node
 
 from face_expr_ros import config
+
+if TYPE_CHECKING:
+    from face_expr_ros.nodes.policy import PolicyNode
 
 # Node name -> module under face_expr_ros.nodes with a <Name>Node class.
 NODE_CLASSES: dict[str, tuple[str, str]] = {
@@ -53,6 +58,20 @@ def node_factory(name: str, params: Path, extra: dict[str, object]) -> Callable[
     return lambda: node_cls(parameter_overrides=overrides)
 
 
+def drain(executor: Executor, policy: PolicyNode | None, quiet_s: float = 1.0, max_s: float = 30.0) -> None:
+    """After the bag: spin until the graph has worked through what it queued (the policy has had
+    no input for ``quiet_s``; a replay that waits for its inputs may lag the bag), then a little
+    longer for the last outputs to reach the recorder."""
+    end = time.monotonic() + max_s
+    while time.monotonic() < end:
+        executor.spin_once(timeout_sec=0.05)
+        if policy is None or policy.idle_for_s() > quiet_s:
+            break
+    end = time.monotonic() + (0.5 if policy is not None else quiet_s)
+    while time.monotonic() < end:
+        executor.spin_once(timeout_sec=0.05)
+
+
 def run(options: BringupOptions, on_ready: Callable[[dict[str, Node]], None] | None = None) -> int:
     """Start the nodes, spin them on a multi-threaded executor until Ctrl-C, the duration,
     or the end of the bag; returns a process exit code."""
@@ -86,10 +105,7 @@ def run(options: BringupOptions, on_ready: Callable[[dict[str, Node]], None] | N
             if deadline is not None and time.monotonic() > deadline:
                 break
             if player is not None and player.finished.is_set():
-                # Let the last outputs of the graph arrive before stopping.
-                end = time.monotonic() + 1.0
-                while time.monotonic() < end:
-                    executor.spin_once(timeout_sec=0.05)
+                drain(executor, nodes.get("policy"))
                 break
     except config.ConfigError as err:
         print(f"[face_expr_ros] configuration error: {err}")

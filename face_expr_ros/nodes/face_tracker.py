@@ -1,7 +1,10 @@
 """Face tracker node: camera images in, the speaker's 55-d expression out.
 
-Publishes only while a face is seen; the policy treats a silent topic as "no face". The
-output keeps the image's stamp, so latency can be measured from the camera to any output.
+One message per image it tracks, with the image's stamp, so latency can be measured from the
+camera to any output: the 55 named values when a face is seen, and an empty ``JointState``
+(no names, no values) when there is none. The empty message tells the policy that the frame
+has been looked at and holds no face, so it need not wait for it; consumers that only want
+faces skip messages without names.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ class FaceTrackerNode(Node):
             self.create_subscription(CompressedImage, s.image_topic + "/compressed", self.on_compressed, qos)
         else:
             self.create_subscription(Image, s.image_topic, self.on_image, qos)
-        self.publisher = self.create_publisher(JointState, s.expression_topic, base.STATE_QOS)
+        self.publisher = self.create_publisher(JointState, s.expression_topic, base.STREAM_QOS)
         self.report = base.ReportOnce(self)
         self.meter = base.RateMeter()
         self.faces = 0
@@ -50,7 +53,7 @@ class FaceTrackerNode(Node):
     def on_compressed(self, msg: CompressedImage) -> None:
         import cv2
 
-        image = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
+        image = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             self.report("bad_image", f"dropping CompressedImage with format {msg.format!r}: it does not decode",
                         key=msg.format)
@@ -58,12 +61,17 @@ class FaceTrackerNode(Node):
         self.process(image, msg.header)
 
     def process(self, image: np.ndarray, header: object) -> None:
-        stamp_ns = messages.stamp_to_ns(header.stamp)
         now_ns = self.get_clock().now().nanoseconds
+        max_age_ns = self.settings.max_image_age_s * 1e9
+        stamp_ns = messages.stamp_to_ns(header.stamp)
+        if stamp_ns == 0 and now_ns > max_age_ns:
+            # Unstamped (a zero stamp that cannot be a recent time): date it on arrival. A zero
+            # stamp near a zero clock is real: the first frame of a bag that starts at 0.
+            stamp_ns = now_ns
         if stamp_ns <= self.last_stamp_ns:
             self.report("out_of_order", f"dropping an image stamped {stamp_ns} ns, not after {self.last_stamp_ns} ns")
             return
-        if stamp_ns > 0 and now_ns - stamp_ns > self.settings.max_image_age_s * 1e9:
+        if now_ns - stamp_ns > max_age_ns:
             age = (now_ns - stamp_ns) / 1e9
             self.report("late", f"dropping images older than {self.settings.max_image_age_s} s (one was {age:.2f} s; "
                                 "replaying a bag? run with use_sim_time and the player's /clock)")
@@ -76,13 +84,12 @@ class FaceTrackerNode(Node):
             self.report("bad_image", f"dropping an unusable image: {err}", key=str(err))
             return
         self.meter.tick(time.perf_counter() - start)
-        if not observation.face_present:
-            return
-        self.faces += 1
         out = JointState()
-        out.header.stamp = Time(nanoseconds=stamp_ns).to_msg() if stamp_ns > 0 else self.get_clock().now().to_msg()
+        out.header.stamp = Time(nanoseconds=stamp_ns).to_msg()
         out.header.frame_id = "speaker_face"
-        messages.fill_joint_state(out, observation.expression)
+        if observation.face_present:
+            self.faces += 1
+            messages.fill_joint_state(out, observation.expression)
         self.publisher.publish(out)
 
     def update_diagnostics(self) -> None:

@@ -3,10 +3,11 @@
 Inputs (``B`` = batch, the only dynamic dimension; ``W`` = window frames):
 
 * ``speaker`` (B, W, 55) the speaker's expression and head pose, ``face_present`` (B, W) in {0, 1};
-* ``audio`` (B, W, A) log-mel + energy/pitch/voicing/VAD (``dataset.audio_frame_features``);
+* ``audio`` (B, W, A) log-mel + energy/pitch/voicing/VAD (``features.audio_frame_features``);
 * ``since_word`` (B, W) seconds since the last transcript word, ``text`` (B, 384) the MiniLM
   sentence embedding of the running transcript (zeros when there is none);
-* ``listener_past`` (B, W, 55) the listener's own outputs one frame behind the speaker rows.
+* ``listener_past`` (B, W, 55) the listener's own outputs ``1 + history_delay`` frames behind the
+  speaker rows.
 
 Each modality has its own small encoder; their per-frame sum (plus a learned position and the
 text projection, broadcast over frames) is a token, and a pre-LN causal transformer (Vaswani et
@@ -65,6 +66,8 @@ class PolicyConfig:
     query_dim: int = 32
     n_fourier: int = 16
     dropout: float = 0.0
+    # The own-action history ends this many frames before the current one (see learning/dataset.py).
+    history_delay: int = 8
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -72,6 +75,9 @@ class PolicyConfig:
             if f.name == "dropout":
                 if not 0.0 <= value < 1.0:
                     raise ValueError(f"config field 'dropout' must be in [0, 1), got {value}")
+            elif f.name == "history_delay":
+                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                    raise ValueError(f"config field 'history_delay' must be an integer >= 0, got {value!r}")
             elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"config field {f.name!r} must be a positive integer, got {value!r}")
         if self.d_model % self.n_heads:
@@ -88,7 +94,8 @@ class PolicyConfig:
         unknown = sorted(set(payload) - known)
         if unknown:
             raise ValueError(f"unknown config field(s) {unknown}")
-        return cls(**payload)
+        # Models saved before the field existed saw their history up to the previous frame.
+        return cls(**{"history_delay": 0, **payload})
 
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-sample shape of every network input (the batch axis is not included)."""

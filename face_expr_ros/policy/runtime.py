@@ -30,15 +30,24 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from face_expr_ros import expression as ex
-from face_expr_ros.learning.dataset import ENERGY_OFFSET_DB, ENERGY_SCALE_DB
+from face_expr_ros.learning.features import ENERGY_OFFSET_DB, ENERGY_SCALE_DB
 from face_expr_ros.policy.backends import Backend, select_backend
 from face_expr_ros.policy.model_dir import PolicyBundle, PolicyInputError, check_inputs, load_policy
 from face_expr_ros.policy.network import PolicyConfig
-from face_expr_ros.policy.sampling import ChunkSample, sample_chunk
+from face_expr_ros.policy.sampling import (
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOKEN_TEMPERATURE,
+    DEFAULT_TOP_P,
+    ChunkSample,
+    sample_chunk,
+)
 from face_expr_ros.policy.tokenizer import ActionTokenizer
 
 F32 = NDArray[np.float32]
-MAX_SINCE_WORD_S = 30.0  # dataset.seconds_since_last_word caps at 30 s
+DEFAULT_REPLAN_EVERY = 4
+DEFAULT_SMOOTHING_S = 0.1
+_EYELIDS = ex.indices(("eyeBlinkLeft", "eyeBlinkRight"))
+MAX_SINCE_WORD_S = 30.0  # features.seconds_since_last_word caps at 30 s
 LOG_MEL_FLOOR = math.log(1e-10)  # perception/audio_features.py floors mel power at 1e-10
 ENERGY_FLOOR_DB = -120.0
 
@@ -48,13 +57,13 @@ class Observation:
     """What the policy sees at one 30 Hz tick; ``None`` means "not available this frame"."""
 
     speaker_expression: ArrayLike | None = None  # (55,) expression of the speaker's face
-    audio_features: ArrayLike | None = None  # (n_mels + 4,) one frame of dataset.audio_frame_features
+    audio_features: ArrayLike | None = None  # (n_mels + 4,) one frame of features.audio_frame_features
     text_embedding: ArrayLike | None = None  # (384,) embedding of the running transcript
     seconds_since_word: float | None = None  # since the last transcript word ended
 
 
 def silent_audio_frame(audio_dim: int) -> F32:
-    """The audio feature frame of digital silence, as ``dataset.audio_frame_features`` encodes it."""
+    """The audio feature frame of digital silence, as ``features.audio_frame_features`` encodes it."""
     frame = np.full(audio_dim, LOG_MEL_FLOOR, np.float32)
     frame[-4:] = [(ENERGY_FLOOR_DB + ENERGY_OFFSET_DB) / ENERGY_SCALE_DB, 0.0, 0.0, 0.0]
     return frame
@@ -72,18 +81,27 @@ def _vector(value: ArrayLike, size: int, field: str) -> F32:
 class Policy:
     """The streaming listener policy over any back-end (see module doc)."""
 
-    def __init__(self, backend: Backend, config: PolicyConfig, tokenizer: ActionTokenizer, *, replan_every: int = 2,
-                 temperature: float = 0.7, top_p: float = 0.9, seed: int = 0, blend: str = "ensemble",
-                 ensemble_decay: float = 0.1) -> None:
+    def __init__(self, backend: Backend, config: PolicyConfig, tokenizer: ActionTokenizer, *,
+                 replan_every: int = DEFAULT_REPLAN_EVERY, temperature: float = DEFAULT_TEMPERATURE,
+                 top_p: float = DEFAULT_TOP_P,
+                 token_temperature: float | None = DEFAULT_TOKEN_TEMPERATURE, seed: int = 0,
+                 blend: str = "crossfade", ensemble_decay: float = 0.1,
+                 smoothing_s: float = DEFAULT_SMOOTHING_S) -> None:
         if not 1 <= replan_every <= config.horizon:
             raise ValueError(f"replan_every must be in 1..{config.horizon} (the chunk length), got {replan_every}")
         if blend not in ("ensemble", "crossfade"):
             raise ValueError(f"blend must be 'ensemble' or 'crossfade', got {blend!r}")
-        if temperature < 0 or not 0 < top_p <= 1:
-            raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
+        if temperature < 0 or not 0 < top_p <= 1 or (token_temperature is not None and token_temperature < 0):
+            raise ValueError(f"need temperature >= 0, token_temperature >= 0 and 0 < top_p <= 1, got {temperature}, "
+                             f"{token_temperature}, {top_p}")
         self.backend, self.cfg, self.tokenizer = backend, config, tokenizer
         self.replan_every, self.temperature, self.top_p = replan_every, temperature, top_p
+        self.token_temperature = token_temperature
+        if not 0.0 <= smoothing_s <= 2.0:
+            raise ValueError(f"smoothing_s must be in [0, 2] seconds, got {smoothing_s}")
         self.blend, self.ensemble_decay, self.seed = blend, ensemble_decay, seed
+        self.smoothing_s = smoothing_s
+        self._filter_alpha = np.float32(math.exp(-1.0 / (smoothing_s * ex.FPS))) if smoothing_s > 0 else np.float32(0)
         self.reset(seed)
 
     @classmethod
@@ -105,10 +123,12 @@ class Policy:
         self._silence = silent_audio_frame(a)
         self._audio = np.tile(self._silence, (w, 1))
         self._since = np.full(w, MAX_SINCE_WORD_S, np.float32)
-        self._past = np.zeros((w, ex.DIM), np.float32)
+        # Own outputs of the last W + D frames; the network sees the oldest W (history_delay D).
+        self._past = np.zeros((w + self.cfg.history_delay, ex.DIM), np.float32)
         self._text = np.zeros(self.cfg.text_dim, np.float32)
         self._last_speaker = ex.NEUTRAL.copy()
         self._chunks: deque[tuple[int, F32]] = deque()
+        self._filter: F32 | None = None
         self._last_plan = -(10 ** 9)
         self.last_sample: ChunkSample | None = None
         self.last_inputs: dict[str, F32] | None = None
@@ -140,16 +160,17 @@ class Policy:
 
     def inputs(self) -> dict[str, F32]:
         """The current window as batch-1 network inputs."""
+        w = self.cfg.window
         return {"speaker": self._speaker[None].copy(), "face_present": self._face[None].copy(),
                 "audio": self._audio[None].copy(), "since_word": self._since[None].copy(),
-                "text": self._text[None].copy(), "listener_past": self._past[None].copy()}
+                "text": self._text[None].copy(), "listener_past": self._past[None, :w].copy()}
 
     def plan(self) -> F32:
         """Sample a new chunk (H, 55) starting at the current frame from the current window."""
         inputs = self.inputs()
         h, code_logits = self.backend.encode(inputs)
         sample = sample_chunk(h, code_logits, self.backend.head, self.rng, temperature=self.temperature,
-                              top_p=self.top_p)
+                              top_p=self.top_p, token_temperature=self.token_temperature)
         chunk = self.tokenizer.decode_chunk(sample.base[0], sample.deltas[0])
         self.last_sample, self.last_inputs = sample, inputs
         self._chunks.append((self.frame, chunk))
@@ -165,10 +186,30 @@ class Policy:
             self._chunks.popleft()
         if t - self._last_plan >= self.replan_every or not self._chunks:
             self.plan()
-        out = self._blend(t)
+        out = self._smooth(self._blend(t))
         self._past[:-1] = self._past[1:]
         self._past[-1] = out
         self.frame += 1
+        return out
+
+    def _smooth(self, frame: F32) -> F32:
+        """Critically damped low-pass (two one-pole stages) of every channel but the eyelids.
+
+        Sampled tokens move each of the 55 channels by a bin or two at random from plan to plan;
+        summed over the face that is several times the motion of a real listener, and a viewer
+        sees it as restlessness. Two stages of ``y += (1 - a) (x - y)``, ``a = exp(-1 / (tau fps))``,
+        remove it while slow expressions pass; blinks (eyeBlink*) pass unfiltered because eyelids
+        close in ~100 ms (Bentivoglio et al., 1997), faster than any other facial motion here.
+        The first frame starts the filter (no ramp from zero).
+        """
+        if self._filter is None:
+            self._filter = np.stack([frame, frame]).astype(np.float32)
+            return frame
+        a = self._filter_alpha
+        self._filter[0] += (1.0 - a) * (frame - self._filter[0])
+        self._filter[1] += (1.0 - a) * (self._filter[0] - self._filter[1])
+        out = self._filter[1].copy()
+        out[_EYELIDS] = frame[_EYELIDS]
         return out
 
     def _blend(self, t: int) -> F32:

@@ -29,6 +29,9 @@ from numpy.typing import NDArray
 
 F32 = NDArray[np.float32]
 I64 = NDArray[np.int64]
+# Defaults of the streaming policy and the evaluation: the code at full temperature (behaviour at
+# its natural rate), the tokens given the code cooler (see ``sample_chunk``).
+DEFAULT_TEMPERATURE, DEFAULT_TOP_P, DEFAULT_TOKEN_TEMPERATURE = 1.0, 1.0, 0.5
 
 
 def log_softmax(logits: NDArray, axis: int = -1) -> NDArray[np.float64]:
@@ -144,12 +147,22 @@ HeadFn = Callable[[F32, I64], tuple[F32, F32]]
 
 
 def sample_chunk(h: F32, code_logits: F32, head: HeadFn, rng: np.random.Generator, *, temperature: float = 1.0,
-                 top_p: float = 1.0) -> ChunkSample:
-    """Code first, then every token given the code (``head(h, code)`` returns their logits)."""
+                 top_p: float = 1.0, token_temperature: float | None = None) -> ChunkSample:
+    """Code first, then every token given the code (``head(h, code)`` returns their logits).
+
+    ``temperature`` and ``top_p`` apply to the code; the tokens are drawn at ``token_temperature``
+    (default: ``temperature``) with the same ``top_p``. The code decides *what* the face does
+    (a blink, a nod, holding still) and should be sampled at full temperature for behaviour to
+    happen at its natural rate; given the code, tokens drawn cooler keep the 55 channels from
+    moving with independent noise. ``temperature`` 0 is greedy for both.
+    """
+    tok_t = temperature if token_temperature is None or temperature <= 0 else token_temperature
+    if tok_t < 0:
+        raise ValueError(f"token_temperature must be >= 0, got {tok_t}")
     code, lp_s, lp_m = sample_categorical(code_logits, rng, temperature, top_p)
     base_logits, delta_logits = head(h, code)
-    base, bs, bm = sample_categorical(base_logits, rng, temperature, top_p)
-    deltas, ds, dm = sample_categorical(delta_logits, rng, temperature, top_p)
+    base, bs, bm = sample_categorical(base_logits, rng, tok_t, top_p)
+    deltas, ds, dm = sample_categorical(delta_logits, rng, tok_t, top_p)
     return ChunkSample(code, base, deltas,
                        lp_s + bs.sum(-1) + ds.sum((-1, -2)),
                        lp_m + bm.sum(-1) + dm.sum((-1, -2)))

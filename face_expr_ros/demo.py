@@ -8,6 +8,8 @@ whole ROS 2 node graph.
 from __future__ import annotations
 
 import csv
+import signal
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,8 +66,6 @@ def replay_through_graph(bag: Path, out_bag: Path, params: Path, log_dir: Path) 
     (on two cores, separate processes keep up at 30 Hz where one process does not), and record
     the outputs. This module stays free of rclpy: the nodes are child processes."""
     import os
-    import signal
-    import subprocess
     import sys
 
     bin_dir = Path(sys.executable).parent
@@ -87,13 +87,19 @@ def replay_through_graph(bag: Path, out_bag: Path, params: Path, log_dir: Path) 
             raise RuntimeError(f"the bag player failed; see {log_dir / 'bag_player.log'}")
         time.sleep(2.0)  # the last outputs reach the recorder
     finally:
-        for proc in nodes:
+        stop_processes(nodes, timeout=15.0)
+
+
+def stop_processes(procs: list[subprocess.Popen], timeout: float) -> None:
+    """Ctrl-C every still running node process, then kill those not gone after ``timeout`` s each."""
+    for proc in procs:
+        if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
-        for proc in nodes:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def read_outputs(bag: Path) -> dict[str, object]:

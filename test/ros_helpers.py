@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from face_expr_ros.demo import stop_processes
 
 
 def node_env(domain: int) -> dict[str, str]:
@@ -23,14 +24,7 @@ def start(name: str, params: Path, domain: int, log_dir: Path, *extra: str) -> s
 
 
 def stop(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-    for proc in procs:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    stop_processes(procs, timeout=10.0)
 
 
 class Probe:

@@ -126,3 +126,14 @@ def test_parameter_docs_are_up_to_date(repo_root, venv_bin):
     script = repo_root / "scripts" / "gen_param_docs.py"
     done = subprocess.run([str(venv_bin / "python"), str(script), "--check"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_policy_node_defaults_are_the_runtime_defaults():
+    """The policy node's sampling parameters are not a second set of defaults (config.py cannot
+    import the runtime, which needs PyTorch, so the numbers are written twice and checked here)."""
+    from face_expr_ros.policy import runtime, sampling
+
+    node = cfg.PolicySettings()
+    assert (node.temperature, node.token_temperature, node.top_p) == (
+        sampling.DEFAULT_TEMPERATURE, sampling.DEFAULT_TOKEN_TEMPERATURE, sampling.DEFAULT_TOP_P)
+    assert (node.replan_every, node.smoothing_s) == (runtime.DEFAULT_REPLAN_EVERY, runtime.DEFAULT_SMOOTHING_S)

@@ -128,3 +128,8 @@ def test_config_validation_names_the_field():
         PolicyConfig(window=0)
     with pytest.raises(ValueError, match="unknown config field"):
         PolicyConfig.from_dict({"windw": 3})
+    with pytest.raises(ValueError, match="'history_delay'"):
+        PolicyConfig(history_delay=-1)
+    # A model saved before history_delay existed saw its history up to the previous frame.
+    assert PolicyConfig.from_dict({"window": 16}).history_delay == 0
+    assert PolicyConfig.from_dict(PolicyConfig().to_dict()).history_delay == PolicyConfig().history_delay == 8

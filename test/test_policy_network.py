@@ -121,6 +121,67 @@ def test_token_temperature_applies_to_tokens_only(net, inputs):
     assert len(codes) > 1  # the code is still sampled
 
 
+def test_per_channel_token_temperature(net, inputs):
+    be = TorchBackend(net)
+    h, c = be.encode({k: v[:1] for k, v in inputs.items()})
+    eyelids = [ex.EXPRESSION_NAMES.index("eyeBlinkLeft"), ex.EXPRESSION_NAMES.index("eyeBlinkRight")]
+    others = np.setdiff1d(np.arange(ex.DIM), eyelids)
+    temps = np.zeros(ex.DIM)
+    temps[eyelids] = 1.0
+    eyelid_draws = set()
+    for seed in range(12):
+        s = sample_chunk(h, c, be.head, np.random.default_rng(seed), temperature=1.0, token_temperature=temps)
+        b, d = be.head(h, s.code)
+        assert np.array_equal(s.base[0, others], b[0, others].argmax(-1))
+        assert np.array_equal(s.deltas[0][:, others], d[0][:, others].argmax(-1))
+        eyelid_draws.add(tuple(s.base[0, eyelids]) + tuple(s.deltas[0][:, eyelids].ravel()))
+    assert len(eyelid_draws) > 1
+    # One value for every channel is the scalar case, draw for draw.
+    a = sample_chunk(h, c, be.head, np.random.default_rng(5), temperature=1.0, token_temperature=np.full(ex.DIM, 0.5))
+    b_ = sample_chunk(h, c, be.head, np.random.default_rng(5), temperature=1.0, token_temperature=0.5)
+    assert np.array_equal(a.base, b_.base) and np.array_equal(a.deltas, b_.deltas)
+    np.testing.assert_allclose(a.logp_sample, b_.logp_sample)
+    with pytest.raises(ValueError, match="per channel"):
+        sample_chunk(h, c, be.head, np.random.default_rng(0), token_temperature=np.ones(3))
+
+
+def test_code_bias_steers_the_draw_but_not_the_model_log_prob(net, inputs):
+    be = TorchBackend(net)
+    h, c = be.encode({k: v[:1] for k, v in inputs.items()})
+    rare = int(np.argmin(c[0]))
+    bias = np.zeros_like(c)
+    bias[0, rare] = 50.0
+    s = sample_chunk(h, c, be.head, np.random.default_rng(0), temperature=1.0, code_bias=bias)
+    assert s.code[0] == rare
+    b, d = be.head(h, s.code)
+
+    def log_p(logits: np.ndarray, idx: np.ndarray) -> float:
+        return float(np.take_along_axis(sampling_log_probs(logits, 1.0, 1.0), idx[..., None], -1).sum())
+
+    expected = sampling_log_probs(c, 1.0, 1.0)[0, rare] + log_p(b, s.base) + log_p(d, s.deltas)
+    np.testing.assert_allclose(s.logp_model[0], expected, rtol=1e-5)
+
+
+def test_tied_channels_share_every_token(net, inputs):
+    be = TorchBackend(net)
+    h, c = be.encode({k: v[:1] for k, v in inputs.items()})
+    eyelids = [ex.EXPRESSION_NAMES.index("eyeBlinkLeft"), ex.EXPRESSION_NAMES.index("eyeBlinkRight")]
+    for seed in range(6):
+        s = sample_chunk(h, c, be.head, np.random.default_rng(seed), temperature=1.0, token_temperature=0.7,
+                         tied=eyelids)
+        assert s.base[0, eyelids[0]] == s.base[0, eyelids[1]]
+        assert np.array_equal(s.deltas[0][:, eyelids[0]], s.deltas[0][:, eyelids[1]])
+        b, d = be.head(h, s.code)
+        model = (sampling_log_probs(c, 1.0, 1.0)[0, s.code[0]]
+                 + np.take_along_axis(sampling_log_probs(b, 1.0, 1.0), s.base[..., None], -1).sum()
+                 + np.take_along_axis(sampling_log_probs(d, 1.0, 1.0), s.deltas[..., None], -1).sum())
+        np.testing.assert_allclose(s.logp_model[0], model, rtol=1e-5)
+    temps = np.full(ex.DIM, 0.5)
+    temps[eyelids[0]] = 1.0
+    with pytest.raises(ValueError, match="share one token temperature"):
+        sample_chunk(h, c, be.head, np.random.default_rng(0), token_temperature=temps, tied=eyelids)
+
+
 def test_config_validation_names_the_field():
     with pytest.raises(ValueError, match="'d_model'"):
         PolicyConfig(d_model=100, n_heads=3)

@@ -41,7 +41,7 @@ def test_step_outputs_valid_frames_and_replans_on_schedule(saved):
 
 
 def test_history_delay_feeds_older_outputs(tmp_path):
-    cfg = PolicyConfig(window=8, horizon=4, history_delay=5, d_model=32, n_heads=2, d_ff=64, query_dim=8,
+    cfg = PolicyConfig(window=8, horizon=4, n_keyframes=3, history_delay=5, d_model=32, n_heads=2, d_ff=64, query_dim=8,
                        n_codes=4)
     _net, _tok, path = make_policy(tmp_path / "p", cfg, export=False)
     policy = Policy.load(path, "torch", replan_every=2)

@@ -21,11 +21,26 @@ def tok() -> ActionTokenizer:
     return ActionTokenizer.fit(synthetic_actions(4000), horizon=8, n_keyframes=3)
 
 
-def test_edges_are_1st_and_99th_percentiles(tok):
+def test_edges_are_the_0_1th_and_99_9th_percentiles(tok):
     acts = synthetic_actions(4000)
-    np.testing.assert_allclose(tok.lo, np.percentile(acts, 1, axis=0), atol=1e-6)
-    np.testing.assert_allclose(tok.hi[:TONGUE], np.percentile(acts, 99, axis=0)[:TONGUE], atol=1e-6)
+    np.testing.assert_allclose(tok.lo, np.percentile(acts, 0.1, axis=0), atol=1e-6)
+    np.testing.assert_allclose(tok.hi[:TONGUE], np.percentile(acts, 99.9, axis=0)[:TONGUE], atol=1e-6)
     assert tok.n_bins == 256 and tok.centers.shape == (ex.DIM, 256)
+
+
+def test_a_blink_in_the_top_percent_of_eyelid_values_survives_encoding():
+    # Eyes closed in 0.6 % of frames: with 1st-99th percentile edges the eyelid range would end
+    # at 0 and a blink would decode as open eyes.
+    acts = np.zeros((5000, ex.DIM))
+    blink = ex.EXPRESSION_NAMES.index("eyeBlinkLeft")
+    acts[::160, blink] = 1.0
+    acts[1::160, blink] = 0.6
+    acts[2::160, blink] = 0.3
+    tok = ActionTokenizer.fit(acts)
+    closed = np.zeros((1, tok.horizon, ex.DIM))
+    closed[0, tok.keyframe_times[1], blink] = 1.0
+    decoded = tok.decode_chunk(*tok.encode_chunk(closed))
+    assert decoded[0, tok.keyframe_times[1], blink] > 0.95
 
 
 def test_constant_dimension_round_trips_exactly(tok):

@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from face_expr_ros.policy.sampling import DEFAULT_TEMPERATURE, DEFAULT_TOKEN_TEMPERATURE, DEFAULT_TOP_P
+from face_expr_ros.policy.sampling import (
+    DEFAULT_EYELID_TEMPERATURE,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOKEN_TEMPERATURE,
+    DEFAULT_TOP_P,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"sampling temperature of the chunk code (default {DEFAULT_TEMPERATURE})")
     parser.add_argument("--token-temperature", type=float, default=DEFAULT_TOKEN_TEMPERATURE,
                         help=f"sampling temperature of the tokens given the code (default {DEFAULT_TOKEN_TEMPERATURE})")
+    parser.add_argument("--eyelid-temperature", type=float, default=DEFAULT_EYELID_TEMPERATURE,
+                        help="sampling temperature of the eyelid tokens (blinks are rare events; "
+                        f"default {DEFAULT_EYELID_TEMPERATURE})")
     parser.add_argument("--top-p", type=float, default=DEFAULT_TOP_P,
                         help=f"nucleus top-p for sampled runs (default {DEFAULT_TOP_P})")
     parser.add_argument("--text", choices=("auto", "minilm", "none"), default="auto",
@@ -67,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         data=args.data, split=args.split, policy=args.policy, samples=args.samples, out=args.out,
         max_conversations=args.max_conversations, panel_seed=args.panel_seed, n_raters=args.raters,
         backend=args.backend, temperature=args.temperature, top_p=args.top_p,
-        token_temperature=args.token_temperature, text=args.text,
+        token_temperature=args.token_temperature,
+        eyelid_temperature=args.eyelid_temperature, text=args.text,
         text_encoder_dir=args.text_encoder_dir, baselines=names, seed=args.seed, workers=args.workers,
         progress=not args.no_progress,
     )

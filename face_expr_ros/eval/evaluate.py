@@ -46,7 +46,12 @@ from face_expr_ros.eval.baselines import (
 )
 from face_expr_ros.learning.features import audio_frame_features, seconds_since_last_word
 from face_expr_ros.learning.shards import Conversation, iter_conversations, read_manifest
-from face_expr_ros.policy.sampling import DEFAULT_TEMPERATURE, DEFAULT_TOKEN_TEMPERATURE, DEFAULT_TOP_P
+from face_expr_ros.policy.sampling import (
+    DEFAULT_EYELID_TEMPERATURE,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOKEN_TEMPERATURE,
+    DEFAULT_TOP_P,
+)
 from face_expr_ros.sim.listeners import listener_track, sample_params
 from face_expr_ros.sim.raters import CRITERIA, Percept, RaterPanel, perceive
 
@@ -97,6 +102,7 @@ class EvalConfig:
     temperature: float = DEFAULT_TEMPERATURE
     top_p: float = DEFAULT_TOP_P
     token_temperature: float = DEFAULT_TOKEN_TEMPERATURE
+    eyelid_temperature: float = DEFAULT_EYELID_TEMPERATURE
     text: str = "auto"  # auto (what the policy was trained with) | minilm | none
     text_encoder_dir: Path | None = None  # None: the user cache (text_encoder.default_encoder_dir)
     baselines: tuple[str, ...] = BASELINE_NAMES
@@ -248,7 +254,8 @@ def _load_policy_into_state(cfg: EvalConfig, threads: int) -> None:
         return
     from face_expr_ros.policy.runtime import Policy
 
-    _STATE["policy"] = Policy.load(cfg.policy, cfg.backend, threads=threads, temperature=0.0, top_p=cfg.top_p)
+    _STATE["policy"] = Policy.load(cfg.policy, cfg.backend, threads=threads, temperature=0.0, top_p=cfg.top_p,
+                                   eyelid_temperature=cfg.eyelid_temperature)
     mode = text_mode(cfg)
     encoder = None
     if mode == "minilm":

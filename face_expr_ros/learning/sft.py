@@ -11,10 +11,12 @@ Loss per window (``network.py`` for the model's factorisation):
 
 * token cross-entropy of the target chunk's tokens under the mixture over the chunk code,
   ``-log sum_z p(z | x) p(tokens | x, z)``, divided by the number of tokens (55 M);
-* temporal smoothness, ``lambda * mean_t ||E[a_t] - E[a_{t-1}]||^2`` over the chunk's frames and the
-  frame before it, where ``E[a_t]`` is the expected decoded value (bin centres and steps weighted by
-  their probabilities, mixed over ``z``): it discourages plans that jump while staying
-  differentiable.
+* temporal smoothness, ``lambda * mean_t ||E[a_t] - E[a_{t-1}]||^2`` over consecutive frames of the
+  chunk, where ``E[a_t]`` is the expected decoded value (bin centres and steps weighted by their
+  probabilities, mixed over ``z``): it discourages plans that jump while staying differentiable.
+  Only within the chunk: the frame before it is not an input (the own-action history ends
+  ``history_delay`` frames earlier, or is hidden), and pulling the chunk towards an older or a
+  zeroed frame would teach the copycat lag (or the neutral face) this delay exists to avoid.
 
 AdamW (Loshchilov & Hutter, 2019) with linear warm-up and cosine decay to ``min_lr``, gradient
 clipping, resumable checkpoints (weights as safetensors, config, tokenizer and the dataset's
@@ -157,8 +159,7 @@ class SFTObjective(nn.Module):
         keys = torch.cat([e_base, e_base + e_step.cumsum(2)], dim=2)  # (B, K, M, 55)
         frames = self.interp @ keys  # (B, K, H, 55)
         expected = (log_z.exp()[..., None, None] * frames).sum(1)  # (B, H, 55)
-        path = torch.cat([batch["listener_past"][:, -1:], expected], dim=1)
-        smooth = (path[:, 1:] - path[:, :-1]).pow(2).sum(-1).mean()
+        smooth = (expected[:, 1:] - expected[:, :-1]).pow(2).sum(-1).mean()
         return nll + self.smooth_weight * smooth, nll, smooth
 
 

@@ -53,7 +53,7 @@ class PolicyConfig:
 
     window: int = 32
     horizon: int = 8
-    n_keyframes: int = 3
+    n_keyframes: int = 5
     n_bins: int = 256
     n_deltas: int = 33
     audio_dim: int = 44  # n_mels (40) + energy, pitch, voiced, vad
@@ -82,8 +82,9 @@ class PolicyConfig:
                 raise ValueError(f"config field {f.name!r} must be a positive integer, got {value!r}")
         if self.d_model % self.n_heads:
             raise ValueError(f"config field 'd_model' ({self.d_model}) must be divisible by 'n_heads' ({self.n_heads})")
-        if self.n_keyframes < 2:
-            raise ValueError("config field 'n_keyframes' must be >= 2")
+        if not 2 <= self.n_keyframes <= self.horizon:
+            raise ValueError(f"config field 'n_keyframes' must be in 2..horizon ({self.horizon}), "
+                             f"got {self.n_keyframes}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

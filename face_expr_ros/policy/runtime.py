@@ -35,6 +35,8 @@ from face_expr_ros.policy.backends import Backend, select_backend
 from face_expr_ros.policy.model_dir import PolicyBundle, PolicyInputError, check_inputs, load_policy
 from face_expr_ros.policy.network import PolicyConfig
 from face_expr_ros.policy.sampling import (
+    DEFAULT_CODE_PERSISTENCE,
+    DEFAULT_EYELID_TEMPERATURE,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOKEN_TEMPERATURE,
     DEFAULT_TOP_P,
@@ -84,19 +86,25 @@ class Policy:
     def __init__(self, backend: Backend, config: PolicyConfig, tokenizer: ActionTokenizer, *,
                  replan_every: int = DEFAULT_REPLAN_EVERY, temperature: float = DEFAULT_TEMPERATURE,
                  top_p: float = DEFAULT_TOP_P,
-                 token_temperature: float | None = DEFAULT_TOKEN_TEMPERATURE, seed: int = 0,
+                 token_temperature: float | None = DEFAULT_TOKEN_TEMPERATURE,
+                 eyelid_temperature: float | None = DEFAULT_EYELID_TEMPERATURE,
+                 code_persistence: float = DEFAULT_CODE_PERSISTENCE, seed: int = 0,
                  blend: str = "crossfade", ensemble_decay: float = 0.1,
                  smoothing_s: float = DEFAULT_SMOOTHING_S) -> None:
         if not 1 <= replan_every <= config.horizon:
             raise ValueError(f"replan_every must be in 1..{config.horizon} (the chunk length), got {replan_every}")
         if blend not in ("ensemble", "crossfade"):
             raise ValueError(f"blend must be 'ensemble' or 'crossfade', got {blend!r}")
-        if temperature < 0 or not 0 < top_p <= 1 or (token_temperature is not None and token_temperature < 0):
-            raise ValueError(f"need temperature >= 0, token_temperature >= 0 and 0 < top_p <= 1, got {temperature}, "
-                             f"{token_temperature}, {top_p}")
+        if temperature < 0 or not 0 < top_p <= 1 or any(t is not None and t < 0 for t in (token_temperature,
+                                                                                          eyelid_temperature)):
+            raise ValueError(f"need temperature >= 0, token_temperature >= 0, eyelid_temperature >= 0 and "
+                             f"0 < top_p <= 1, got {temperature}, {token_temperature}, {eyelid_temperature}, {top_p}")
         self.backend, self.cfg, self.tokenizer = backend, config, tokenizer
         self.replan_every, self.temperature, self.top_p = replan_every, temperature, top_p
-        self.token_temperature = token_temperature
+        self.token_temperature, self.eyelid_temperature = token_temperature, eyelid_temperature
+        if not 0.0 <= code_persistence <= 20.0:
+            raise ValueError(f"code_persistence must be in [0, 20] (a logit bonus), got {code_persistence}")
+        self.code_persistence = code_persistence
         if not 0.0 <= smoothing_s <= 2.0:
             raise ValueError(f"smoothing_s must be in [0, 2] seconds, got {smoothing_s}")
         self.blend, self.ensemble_decay, self.seed = blend, ensemble_decay, seed
@@ -130,6 +138,7 @@ class Policy:
         self._chunks: deque[tuple[int, F32]] = deque()
         self._filter: F32 | None = None
         self._last_plan = -(10 ** 9)
+        self._last_code: int | None = None
         self.last_sample: ChunkSample | None = None
         self.last_inputs: dict[str, F32] | None = None
 
@@ -170,12 +179,41 @@ class Policy:
         inputs = self.inputs()
         h, code_logits = self.backend.encode(inputs)
         sample = sample_chunk(h, code_logits, self.backend.head, self.rng, temperature=self.temperature,
-                              top_p=self.top_p, token_temperature=self.token_temperature)
+                              top_p=self.top_p, token_temperature=self._token_temperatures(),
+                              code_bias=self._code_bias(code_logits.shape[-1]), tied=_EYELIDS)
+        self._last_code = int(sample.code[0])
         chunk = self.tokenizer.decode_chunk(sample.base[0], sample.deltas[0])
         self.last_sample, self.last_inputs = sample, inputs
         self._chunks.append((self.frame, chunk))
         self._last_plan = self.frame
         return chunk
+
+    def _token_temperatures(self) -> float | F32 | None:
+        """The tokens' temperature: one value, or per channel when the eyelids have their own.
+
+        A blink is a rare event in any one plan (about one chunk in ten); drawn cool like the
+        other tokens, its tokens are all but never chosen and the face stops blinking.
+        """
+        tok_t = self.temperature if self.token_temperature is None else self.token_temperature
+        if self.eyelid_temperature is None or self.eyelid_temperature == tok_t or self.temperature <= 0:
+            return tok_t
+        temps = np.full(ex.DIM, tok_t, np.float32)
+        temps[_EYELIDS] = self.eyelid_temperature
+        return temps
+
+    def _code_bias(self, n_codes: int) -> F32 | None:
+        """Logit bonus ``code_persistence`` for the previous plan's code: behaviour persists.
+
+        The network does not see its last ``history_delay`` frames, so it cannot know that the
+        previous plan started a nod; drawn afresh every ``replan_every`` frames, the code then
+        hops between behaviours mid-gesture. A self-transition bonus is the "sticky" prior of
+        Fox, Sudderth, Jordan & Willsky (ICML 2008, an HDP-HMM for systems with state persistence).
+        """
+        if self.code_persistence <= 0 or self._last_code is None:
+            return None
+        bias = np.zeros((1, n_codes), np.float32)
+        bias[0, self._last_code] = self.code_persistence
+        return bias
 
     def step(self, obs: Observation) -> F32:
         """Consume one frame's observation; return the listener expression (55,) for this frame."""

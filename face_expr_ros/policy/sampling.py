@@ -21,17 +21,20 @@ Two log-probabilities are returned per chunk, both exact sums over every sampled
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 F32 = NDArray[np.float32]
 I64 = NDArray[np.int64]
 # Defaults of the streaming policy and the evaluation: the code at full temperature (behaviour at
-# its natural rate), the tokens given the code cooler (see ``sample_chunk``).
+# its natural rate), the tokens given the code cooler (see ``sample_chunk``), except the eyelids'
+# (``runtime.Policy``: a blink is a rare event in any one plan, and a cool draw all but never picks it).
 DEFAULT_TEMPERATURE, DEFAULT_TOP_P, DEFAULT_TOKEN_TEMPERATURE = 1.0, 1.0, 0.5
+DEFAULT_EYELID_TEMPERATURE = 1.0
+DEFAULT_CODE_PERSISTENCE = 0.0
 
 
 def log_softmax(logits: NDArray, axis: int = -1) -> NDArray[np.float64]:
@@ -147,22 +150,77 @@ HeadFn = Callable[[F32, I64], tuple[F32, F32]]
 
 
 def sample_chunk(h: F32, code_logits: F32, head: HeadFn, rng: np.random.Generator, *, temperature: float = 1.0,
-                 top_p: float = 1.0, token_temperature: float | None = None) -> ChunkSample:
+                 top_p: float = 1.0, token_temperature: float | ArrayLike | None = None,
+                 code_bias: ArrayLike | None = None, tied: Sequence[int] = ()) -> ChunkSample:
     """Code first, then every token given the code (``head(h, code)`` returns their logits).
 
     ``temperature`` and ``top_p`` apply to the code; the tokens are drawn at ``token_temperature``
     (default: ``temperature``) with the same ``top_p``. The code decides *what* the face does
     (a blink, a nod, holding still) and should be sampled at full temperature for behaviour to
     happen at its natural rate; given the code, tokens drawn cooler keep the 55 channels from
-    moving with independent noise. ``temperature`` 0 is greedy for both.
+    moving with independent noise. ``token_temperature`` may also be one value per channel
+    (55,): channels with the same value are drawn together, in order of first appearance.
+    ``code_bias`` (B, K) is added to the code logits before drawing (a decoding prior, e.g. the
+    runtime's code persistence); ``logp_model`` stays the model's own, without it.
+
+    ``tied`` channels (at one temperature) move as one: each of their tokens is drawn once from
+    the normalised geometric mean of the channels' distributions (their mean logits: for channels
+    that agree, their common distribution — a product would square it and make rare events rarer)
+    and copied to all of them. Drawn apart, the two eyelids blink at different moments — a wink, never a blink.
+    ``logp_sample`` counts a tied draw once; ``logp_model`` is still the model's log-probability
+    of every channel's token. ``temperature`` 0 is greedy for all of it.
     """
-    tok_t = temperature if token_temperature is None or temperature <= 0 else token_temperature
-    if tok_t < 0:
-        raise ValueError(f"token_temperature must be >= 0, got {tok_t}")
-    code, lp_s, lp_m = sample_categorical(code_logits, rng, temperature, top_p)
+    if code_bias is None:
+        code, lp_s, lp_m = sample_categorical(code_logits, rng, temperature, top_p)
+    else:
+        code, lp_s, _ = sample_categorical(np.asarray(code_logits) + np.asarray(code_bias, np.float32), rng,
+                                           temperature, top_p)
+        lp_m = np.take_along_axis(log_softmax(code_logits), code[:, None], axis=1)[:, 0]
     base_logits, delta_logits = head(h, code)
-    base, bs, bm = sample_categorical(base_logits, rng, tok_t, top_p)
-    deltas, ds, dm = sample_categorical(delta_logits, rng, tok_t, top_p)
+    if token_temperature is None or temperature <= 0:
+        token_temperature = temperature
+    temps = np.asarray(token_temperature, np.float64)
+    if (temps < 0).any() or not np.isfinite(temps).all():
+        raise ValueError(f"token_temperature must be finite and >= 0, got {token_temperature}")
+    if temps.ndim == 0 and not tied:
+        base, bs, bm = sample_categorical(base_logits, rng, float(temps), top_p)
+        deltas, ds, dm = sample_categorical(delta_logits, rng, float(temps), top_p)
+    else:
+        base, deltas, bs, bm, ds, dm = _sample_tokens_per_channel(base_logits, delta_logits, rng, temps, top_p,
+                                                                  list(tied))
     return ChunkSample(code, base, deltas,
                        lp_s + bs.sum(-1) + ds.sum((-1, -2)),
                        lp_m + bm.sum(-1) + dm.sum((-1, -2)))
+
+
+def _sample_tokens_per_channel(base_logits: F32, delta_logits: F32, rng: np.random.Generator,
+                               temps: NDArray[np.float64], top_p: float, tied: list[int]) -> tuple[NDArray, ...]:
+    """``sample_chunk``'s tokens with per-channel temperatures and tied channels: (base, deltas,
+    their sampling and model log-probabilities (base, base, deltas, deltas))."""
+    n = base_logits.shape[-2]
+    temps = np.broadcast_to(temps, (n,)) if temps.ndim == 0 else temps
+    if temps.shape != (n,):
+        raise ValueError(f"token_temperature per channel needs {n} values, got shape {temps.shape}")
+    if tied and len(set(temps[tied].tolist())) != 1:
+        raise ValueError(f"tied channels {tied} must share one token temperature, got {temps[tied].tolist()}")
+    base = np.empty(base_logits.shape[:-1], np.int64)
+    deltas = np.empty(delta_logits.shape[:-1], np.int64)
+    bs, bm = np.zeros(base.shape), np.empty(base.shape)
+    ds, dm = np.zeros(deltas.shape), np.empty(deltas.shape)
+    free = np.setdiff1d(np.arange(n), tied)
+    _, first = np.unique(temps[free], return_index=True)
+    for t in temps[free][np.sort(first)]:
+        ch = free[temps[free] == t]
+        base[:, ch], bs[:, ch], bm[:, ch] = sample_categorical(base_logits[:, ch], rng, float(t), top_p)
+        deltas[..., ch], ds[..., ch], dm[..., ch] = sample_categorical(delta_logits[..., ch, :], rng, float(t),
+                                                                       top_p)
+    if tied:
+        t = float(temps[tied[0]])
+        b, bs[:, tied[0]], _ = sample_categorical(base_logits[:, tied].mean(axis=1), rng, t, top_p)
+        d, ds[..., tied[0]], _ = sample_categorical(delta_logits[..., tied, :].mean(axis=-2), rng, t, top_p)
+        base[:, tied] = b[:, None]
+        deltas[..., tied] = d[..., None]
+        bm[:, tied] = np.take_along_axis(log_softmax(base_logits[:, tied]), base[:, tied, None], -1)[..., 0]
+        dm[..., tied] = np.take_along_axis(log_softmax(delta_logits[..., tied, :]), deltas[..., tied, None],
+                                           -1)[..., 0]
+    return base, deltas, bs, bm, ds, dm

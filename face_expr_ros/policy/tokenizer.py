@@ -1,15 +1,17 @@
 """The action tokenizer: 55-d expression frames and H-frame chunks <-> discrete tokens.
 
 Per-dimension binning follows RT-2 (Brohan et al., 2023) and OpenVLA (Kim et al., 2024): each
-dimension is cut into ``n_bins`` (256) *uniform* bins between its 1st and 99th percentile over
-the training actions; values outside are clipped into the end bins, and a bin decodes to its
-centre ``lo + (b + 1/2) (hi - lo) / n_bins``. A dimension that never moves in the training data
-(tongueOut is 0 in most corpora) has ``hi == lo``: it is flagged constant, always encodes to bin
-0 and always decodes to its constant, so no bin width of zero ever divides.
+dimension is cut into ``n_bins`` (256) *uniform* bins between a low and a high percentile of the
+training actions (0.1th and 99.9th: wider than their 1st–99th, because blinks live in the top
+1 % of eyelid values; see :meth:`ActionTokenizer.fit`); values outside are clipped into the end
+bins, and a bin decodes to its centre ``lo + (b + 1/2) (hi - lo) / n_bins``. A dimension that
+never moves in the training data (tongueOut is 0 in most corpora) has ``hi == lo``: it is flagged
+constant, always encodes to bin 0 and always decodes to its constant, so no bin width of zero
+ever divides.
 
 A chunk of ``H`` frames is not stored as ``H x 55`` independent bins (that yields jittery,
 incoherent samples; see ``docs/policy.md``) but as a piecewise-linear trajectory through
-``M`` keyframes at frames ``t_m = round(m (H - 1) / (M - 1))``:
+``M`` keyframes at frames ``t_m = round(m (H - 1) / (M - 1))`` (0, 2, 4, 5, 7 for H = 8, M = 5):
 
 * ``base`` (55,): the absolute bin of keyframe 0 (the chunk's first frame), 256 classes;
 * ``deltas`` (M - 1, 55): the step, in bins, from keyframe ``m - 1`` to keyframe ``m``, chosen
@@ -65,10 +67,10 @@ class ActionTokenizer:
     runs on the 30 Hz path. Compare tokenizers by :attr:`sha256`.
     """
 
-    lo: NDArray[np.float32]  # (55,) value at the lower edge of bin 0 (1st percentile)
-    hi: NDArray[np.float32]  # (55,) value at the upper edge of the last bin (99th percentile)
+    lo: NDArray[np.float32]  # (55,) value at the lower edge of bin 0 (0.1th percentile)
+    hi: NDArray[np.float32]  # (55,) value at the upper edge of the last bin (99.9th percentile)
     horizon: int = 8
-    n_keyframes: int = 3
+    n_keyframes: int = 5
     n_bins: int = N_BINS
     delta_steps: tuple[int, ...] = DELTA_STEPS
 
@@ -90,9 +92,13 @@ class ActionTokenizer:
 
     # ----------------------------------------------------------------- fitting and sizes
     @classmethod
-    def fit(cls, actions: ArrayLike, *, horizon: int = 8, n_keyframes: int = 3, n_bins: int = N_BINS,
-            lower_pct: float = 1.0, upper_pct: float = 99.0) -> ActionTokenizer:
-        """Bin edges from the ``lower_pct`` / ``upper_pct`` percentiles of ``actions`` (N, 55)."""
+    def fit(cls, actions: ArrayLike, *, horizon: int = 8, n_keyframes: int = 5, n_bins: int = N_BINS,
+            lower_pct: float = 0.1, upper_pct: float = 99.9) -> ActionTokenizer:
+        """Bin edges from the ``lower_pct`` / ``upper_pct`` percentiles of ``actions`` (N, 55).
+
+        The default is 0.1–99.9, not RT-2's 1–99: a listener's eyes are closed in under 1 % of
+        frames, so with 1–99 the eyelid range ends at half-closed and no model could ever blink.
+        """
         arr = np.asarray(actions, np.float64).reshape(-1, ex.DIM)
         if arr.shape[0] == 0 or not np.isfinite(arr).all():
             raise TokenizerError("cannot fit a tokenizer on no actions or on NaN/inf actions")
@@ -125,7 +131,7 @@ class ActionTokenizer:
 
     @cached_property
     def keyframe_times(self) -> NDArray[np.int64]:
-        """Keyframe frame indices, evenly spread and rounded to whole frames (0, 4, 7 for H=8, M=3).
+        """Keyframe frame indices, evenly spread and rounded to whole frames (0, 2, 4, 5, 7 for H=8, M=5).
 
         Whole frames make the codec a fixed point: a decoded chunk encodes to the same tokens.
         """

@@ -3,9 +3,12 @@
     .venv/bin/python benchmarks/bench_graph_latency.py [--seconds 60] [--runs 3]
 
 A generated conversation is played from a bag (camera JPEG at 30 Hz, audio, /clock) into the
-tracker, speech, policy, face driver and avatar nodes for --seconds, with the live settings
-(best-effort camera, the policy stepping on tracked frames; only the clock is the bag's), the
-avatar at nice 10 as the launch files start it. A probe node measures, on the bag's clock:
+tracker, speech, policy, face driver and avatar nodes for --seconds, with the shipped parameters
+(--params, config/default.yaml: live settings, i.e. best-effort camera and the policy stepping
+on tracked frames, and the nodes' CPU scheduling: real-time priority for the tracker, policy and
+face driver, nice 10 for the avatar) plus what a replay needs (use_sim_time: only the clock is
+the bag's; compressed images; a fixed seed); --set NODE.KEY=VALUE changes any of them (e.g.
+--set face_tracker.realtime_priority=0). A probe node measures, on the bag's clock:
 camera stamp -> tracked speaker expression received, and camera stamp -> listener expression
 received (using the newest tracked frame seen before it), the policy's frames against the
 30 Hz grid (missed: never published; late: published after the next frame was due), and CPU
@@ -33,24 +36,31 @@ import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results" / "graph_latency.json"
 NODES = ("face_tracker", "speech", "policy", "face_driver", "avatar")
-# The launch files start the avatar, a display that nothing downstream waits for, at a lower
-# CPU priority than the control path (launch/*.launch.py); so does the benchmark (--avatar-nice).
-AVATAR_NICE = 10
-PARAMS = """
-/**:
-  ros__parameters:
-    use_sim_time: true
-face_tracker:
-  ros__parameters:
-    compressed: true
-    max_image_age_s: 2.0
-policy:
-  ros__parameters:
-    seed: 0{policy_extra}
-avatar:
-  ros__parameters:
-    avatar: photo
-"""
+DEFAULT_PARAMS = Path(__file__).resolve().parent.parent / "config" / "default.yaml"
+# What a replay of the benchmark's bag needs on top of the parameter file.
+REPLAY = {"/**": {"use_sim_time": True}, "face_tracker": {"compressed": True, "max_image_age_s": 2.0},
+          "policy": {"seed": 0}, "avatar": {"avatar": "photo"}}
+
+
+def write_params(source: Path, sets: list[str], out: Path, bag: Path) -> None:
+    """``source`` with the replay settings and ``--set NODE.KEY=VALUE`` overrides, as a ROS 2 parameter file."""
+    import yaml
+
+    from face_expr_ros import config
+
+    sections = config.read_parameter_file(source)
+    player = {"bag": str(bag), "publish_clock": True, "exit_on_end": True, "start_delay_s": 2.0}
+    for node, values in {**REPLAY, "bag_player": player}.items():
+        sections.setdefault(node, {}).update(values)
+    for item in sets:
+        key, _, value = item.partition("=")
+        node, _, name = key.rpartition(".")
+        if not node or not name or not _:
+            raise SystemExit(f"--set {item!r}: expected NODE.KEY=VALUE")
+        sections.setdefault(node, {})[name] = yaml.safe_load(value)
+    out.write_text(yaml.safe_dump({node: {"ros__parameters": values} for node, values in sections.items()}))
+    for node in NODES:
+        config.load_node_settings(out, node)  # a bad --set fails here, not in a node
 
 
 def cpu_seconds(pid: int) -> float:
@@ -70,7 +80,7 @@ def pct(x: np.ndarray, q: float) -> float:
     return float(np.percentile(x, q)) if len(x) else float("nan")
 
 
-def run_graph(bag: Path, params: Path, tmp: Path, n_frames: int, run: int, avatar_nice: int) -> dict:
+def run_graph(params: Path, tmp: Path, n_frames: int, run: int) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rosgraph_msgs.msg import Clock
@@ -82,8 +92,7 @@ def run_graph(bag: Path, params: Path, tmp: Path, n_frames: int, run: int, avata
     domain = 30 + (os.getpid() + run) % 60
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     exe = Path(sys.executable).parent
-    prefix = {"avatar": ["nice", "-n", str(avatar_nice)]} if avatar_nice else {}
-    procs = {n: subprocess.Popen([*prefix.get(n, []), str(exe / f"{n}_node"), "--ros-args", "--params-file",
+    procs = {n: subprocess.Popen([str(exe / f"{n}_node"), "--ros-args", "--params-file",
                                   str(params)], env=env, stdout=(tmp / f"{n}_{run}.log").open("w"),
                                  stderr=subprocess.STDOUT) for n in NODES}
 
@@ -124,10 +133,8 @@ def run_graph(bag: Path, params: Path, tmp: Path, n_frames: int, run: int, avata
         executor.spin_once(timeout_sec=0.1)
     cpu0 = {n: cpu_seconds(p.pid) for n, p in procs.items()}
     self0, children0 = (resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    player = subprocess.Popen([str(exe / "bag_player_node"), "--ros-args", "--params-file", str(params), "-p",
-                               f"bag:={bag}", "-p", "publish_clock:=true", "-p", "exit_on_end:=true", "-p",
-                               "start_delay_s:=2.0"], env=env, stdout=(tmp / f"player_{run}.log").open("w"),
-                              stderr=subprocess.STDOUT)
+    player = subprocess.Popen([str(exe / "bag_player_node"), "--ros-args", "--params-file", str(params)], env=env,
+                              stdout=(tmp / f"player_{run}.log").open("w"), stderr=subprocess.STDOUT)
     wall0 = time.monotonic()
     while player.poll() is None:
         executor.spin_once(timeout_sec=0.05)
@@ -196,10 +203,16 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the played conversation")
     parser.add_argument("--seed", type=int, default=3, help="conversation seed")
     parser.add_argument("--runs", type=int, default=1, help="run the graph this many times; report medians")
-    parser.add_argument("--max-wait-s", type=float, help="the policy's max_wait_s (default: the node's default)")
-    parser.add_argument("--avatar-nice", type=int, default=AVATAR_NICE,
-                        help="niceness of the avatar process, as the launch files set it (0: same as the rest)")
+    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="parameter file of the nodes")
+    parser.add_argument("--set", action="append", default=[], metavar="NODE.KEY=VALUE",
+                        help="override a parameter (repeatable), e.g. avatar.rate_hz=15")
+    parser.add_argument("--avatar-nice", type=int, help="the same as --set avatar.nice=N (older results)")
+    parser.add_argument("--max-wait-s", type=float, help="the same as --set policy.max_wait_s=S (older results)")
     args = parser.parse_args()
+    if args.avatar_nice is not None:
+        args.set.append(f"avatar.nice={args.avatar_nice}")
+    if args.max_wait_s is not None:
+        args.set.append(f"policy.max_wait_s={args.max_wait_s}")
 
     from face_expr_ros.sim.conversation import generate_conversation
     from face_expr_ros.sim.media import truncate, write_media
@@ -212,13 +225,13 @@ def main() -> int:
     conv = truncate(conv, args.seconds)
     bag = write_media(conv, tmp / "media", storages=("mcap",), mux=False, progress=False).bags["mcap"]
     params = tmp / "params.yaml"
-    extra = "" if args.max_wait_s is None else f"\n    max_wait_s: {args.max_wait_s}"
-    params.write_text(PARAMS.format(policy_extra=extra))
+    write_params(args.params, args.set, params, bag)
     n_frames = len(conv.speaker_track)
 
+    load_before = os.getloadavg()[0]
     runs = []
     for run in range(args.runs):
-        r = run_graph(bag, params, tmp, n_frames, run, args.avatar_nice)
+        r = run_graph(params, tmp, n_frames, run)
         runs.append(r)
         print(f"run {run + 1}: camera -> expression p50 {r['camera_to_expression_ms']['p50']:.1f} ms, "
               f"p99 {r['camera_to_expression_ms']['p99']:.1f} ms; {r['missed_frames']} missed, "
@@ -228,8 +241,10 @@ def main() -> int:
         return median_of(runs, *path)
 
     result = {
-        "seconds": args.seconds, "runs": len(runs), "camera_frames": n_frames, "avatar_nice": args.avatar_nice,
-        "max_wait_s": args.max_wait_s,
+        "seconds": args.seconds, "runs": len(runs), "camera_frames": n_frames,
+        "params": str(args.params.resolve().relative_to(DEFAULT_PARAMS.parent.parent)
+                      if args.params.resolve().is_relative_to(DEFAULT_PARAMS.parent.parent) else args.params),
+        "set": args.set,
         "median": {
             "tracked_frames": med("tracked_frames"), "listener_frames_in_bag": med("listener_frames_in_bag"),
             "missed_frames": med("missed_frames"), "late_frames": med("late_frames"),
@@ -240,9 +255,10 @@ def main() -> int:
         },
         "per_run": runs,
         "machine": {"cpus": os.cpu_count()},
-        "command": f"python benchmarks/bench_graph_latency.py --seconds {args.seconds:g} --runs {args.runs} "
-                   f"--avatar-nice {args.avatar_nice}" + ("" if args.max_wait_s is None else
-                                                           f" --max-wait-s {args.max_wait_s}"),
+        "load_average_1min_before": load_before,
+        "command": f"python benchmarks/bench_graph_latency.py --seconds {args.seconds:g} --runs {args.runs}"
+                   + ("" if args.params == DEFAULT_PARAMS else f" --params {args.params}")
+                   + "".join(f" --set {item}" for item in args.set),
     }
     m = result["median"]
     print(f"{args.seconds:g} s at 30 Hz, median of {len(runs)} run(s): {n_frames} camera frames, "

@@ -31,7 +31,6 @@ from face_expr_ros.policy.fixtures import make_policy
 from face_expr_ros.policy.model_dir import load_policy
 from face_expr_ros.policy.network import count_parameters, flops_per_plan
 from face_expr_ros.policy.runtime import DEFAULT_REPLAN_EVERY, Observation, Policy
-from face_expr_ros.policy.sampling import sample_chunk
 
 RESULTS = Path(__file__).resolve().parent / "results" / "policy_latency.json"
 
@@ -110,14 +109,12 @@ def main() -> None:
     x = policy.inputs()
     be = policy.backend
     h, c = be.encode(x)
-    rng = np.random.default_rng(0)
-    sampling = {"temperature": policy.temperature, "top_p": policy.top_p, "token_temperature": policy.token_temperature}
-    sample = sample_chunk(h, c, be.head, rng, **sampling)
+    sample = policy.sample(h, c)  # the runtime's own settings (eyelids, code persistence)
     code = sample.code
     parts = {
         "encode (ONNX Runtime)": time_call(lambda: be.encode(x)),
         "head (ONNX Runtime)": time_call(lambda: be.head(h, code)),
-        "sample code+tokens incl. head": time_call(lambda: sample_chunk(h, c, be.head, rng, **sampling)),
+        "sample code+tokens incl. head": time_call(lambda: policy.sample(h, c)),
         "decode chunk": time_call(lambda: bundle.tokenizer.decode_chunk(sample.base[0], sample.deltas[0])),
     }
     flops = flops_per_plan(cfg)

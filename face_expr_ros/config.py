@@ -58,10 +58,37 @@ class NodeSettings:
     diagnostics_period_s: float = param(
         1.0, "Period of the /diagnostics status of this node, in seconds.", low=0.1, high=60.0
     )
+    realtime_priority: int = param(
+        0, "SCHED_RR priority (1-99) of the node's process (a node executable; not in face-expr bringup), "
+        "above every normal process; 0: the normal scheduler. Needs CAP_SYS_NICE (root, or an rtprio "
+        "limit); refused: a warning, and it runs normally.",
+        low=0, high=99,
+    )
+    nice: int = param(
+        0, "CPU niceness of the node's process (a node executable) under the normal scheduler "
+        "(-20..19; higher yields the cores to others). Below 0 needs CAP_SYS_NICE.", low=-20, high=19,
+    )
+
+
+# Scheduling of the nodes (docs/ros.md, "Latency"): the camera -> tracker -> policy -> face
+# driver path runs at modest real-time priorities, the policy and the driver above the tracker
+# so that a frame's step or an actuator command never waits for a 10 ms tracking job; the avatar
+# (a display) yields the cores to everything else.
+_PRIORITY_HELP = NodeSettings.__dataclass_fields__["realtime_priority"].metadata["help"]
+_NICE_HELP = NodeSettings.__dataclass_fields__["nice"].metadata["help"]
+
+
+def _priority(default: int) -> Any:
+    return param(default, _PRIORITY_HELP, low=0, high=99)
+
+
+def _nice(default: int) -> Any:
+    return param(default, _NICE_HELP, low=-20, high=19)
 
 
 @dataclass(frozen=True)
 class FaceTrackerSettings(NodeSettings):
+    realtime_priority: int = _priority(10)
     image_topic: str = param("/camera/image_raw", "Camera images in (sensor_msgs/Image).")
     compressed: bool = param(False, "Subscribe to <image_topic>/compressed (CompressedImage) instead.")
     reliable_images: bool = param(
@@ -106,6 +133,7 @@ class SpeechSettings(NodeSettings):
 
 @dataclass(frozen=True)
 class PolicySettings(NodeSettings):
+    realtime_priority: int = _priority(12)
     rate_hz: float = param(30.0, "Control rate: one expression published per tick.", low=1.0, high=120.0)
     backend: str = param(
         "onnxruntime", "Inference runtime.", choices=("onnxruntime", "torch", "tensorrt")
@@ -115,6 +143,12 @@ class PolicySettings(NodeSettings):
                                low=0.0, high=5.0)
     token_temperature: float = param(0.5, "Sampling temperature of the tokens given the code (how exactly).",
                                      low=0.0, high=5.0)
+    eyelid_temperature: float = param(
+        1.0, "Sampling temperature of the eyelid tokens (blinks are rare events: cooler, the face stops blinking).",
+        low=0.0, high=5.0)
+    code_persistence: float = param(
+        3.0, "Logit bonus for the previous plan's code: a behaviour in flight (a nod) goes on; 0 turns it off.",
+        low=0.0, high=20.0)
     top_p: float = param(1.0, "Nucleus sampling mass.", low=0.01, high=1.0)
     replan_every: int = param(4, "Frames between plans (1..chunk length).", low=1, high=64)
     smoothing_s: float = param(0.1, "Output low-pass time constant (s), eyelids excepted; 0 turns it off.",
@@ -148,6 +182,7 @@ class PolicySettings(NodeSettings):
 
 @dataclass(frozen=True)
 class FaceDriverSettings(NodeSettings):
+    realtime_priority: int = _priority(14)
     expression_topic: str = param("/face_expr/expression", "Listener expression in.")
     robot_face: str = param(
         "robot_faces/generic_servo_face.yaml",
@@ -164,6 +199,7 @@ class FaceDriverSettings(NodeSettings):
 
 @dataclass(frozen=True)
 class AvatarSettings(NodeSettings):
+    nice: int = _nice(10)
     expression_topic: str = param("/face_expr/expression", "Expression to render.")
     image_topic: str = param("/face_expr/avatar/image", "Rendered avatar out (sensor_msgs/Image).")
     avatar: str = param("photo", "Avatar kind.", choices=("photo", "mesh"))
@@ -187,6 +223,7 @@ class LearnerSettings(NodeSettings):
 
 @dataclass(frozen=True)
 class WebcamSettings(NodeSettings):
+    realtime_priority: int = _priority(10)
     device: int = param(0, "OpenCV camera index.", low=0, high=63)
     width: int = param(640, "Requested image width.", low=32, high=7680)
     height: int = param(480, "Requested image height.", low=32, high=4320)

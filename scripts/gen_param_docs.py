@@ -26,12 +26,12 @@ def render() -> str:
         "",
     ]
     sections = [("Every node (`/**`)", NodeSettings)] + [(f"`{n}`", s) for n, s in NODE_SCHEMAS.items()]
-    base = {row[0] for row in describe_schema(NodeSettings)}
+    base = {row[0]: row[2] for row in describe_schema(NodeSettings)}
     for title, schema in sections:
         lines += [f"## {title}", "", "| parameter | type | default | allowed | meaning |", "|" + "---|" * 5]
         for name, kind, default, allowed, help_text in describe_schema(schema):
-            if schema is not NodeSettings and name in base:
-                continue
+            if schema is not NodeSettings and base.get(name, object()) == default:
+                continue  # a parameter of every node, with every node's default (listed above)
             lines.append(f"| `{name}` | {kind} | `{default}` | {allowed} | {help_text} |")
         lines.append("")
     return "\n".join(lines)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from face_expr_ros.policy.sampling import (
+    DEFAULT_CODE_PERSISTENCE,
     DEFAULT_EYELID_TEMPERATURE,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOKEN_TEMPERATURE,
@@ -43,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--eyelid-temperature", type=float, default=DEFAULT_EYELID_TEMPERATURE,
                         help="sampling temperature of the eyelid tokens (blinks are rare events; "
                         f"default {DEFAULT_EYELID_TEMPERATURE})")
+    parser.add_argument("--code-persistence", type=float, default=DEFAULT_CODE_PERSISTENCE,
+                        help="logit bonus for the previous plan's code (0 = off; "
+                        f"default {DEFAULT_CODE_PERSISTENCE})")
     parser.add_argument("--top-p", type=float, default=DEFAULT_TOP_P,
                         help=f"nucleus top-p for sampled runs (default {DEFAULT_TOP_P})")
     parser.add_argument("--text", choices=("auto", "minilm", "none"), default="auto",
@@ -76,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         max_conversations=args.max_conversations, panel_seed=args.panel_seed, n_raters=args.raters,
         backend=args.backend, temperature=args.temperature, top_p=args.top_p,
         token_temperature=args.token_temperature,
-        eyelid_temperature=args.eyelid_temperature, text=args.text,
+        eyelid_temperature=args.eyelid_temperature, code_persistence=args.code_persistence, text=args.text,
         text_encoder_dir=args.text_encoder_dir, baselines=names, seed=args.seed, workers=args.workers,
         progress=not args.no_progress,
     )

@@ -47,6 +47,7 @@ from face_expr_ros.eval.baselines import (
 from face_expr_ros.learning.features import audio_frame_features, seconds_since_last_word
 from face_expr_ros.learning.shards import Conversation, iter_conversations, read_manifest
 from face_expr_ros.policy.sampling import (
+    DEFAULT_CODE_PERSISTENCE,
     DEFAULT_EYELID_TEMPERATURE,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOKEN_TEMPERATURE,
@@ -103,6 +104,7 @@ class EvalConfig:
     top_p: float = DEFAULT_TOP_P
     token_temperature: float = DEFAULT_TOKEN_TEMPERATURE
     eyelid_temperature: float = DEFAULT_EYELID_TEMPERATURE
+    code_persistence: float = DEFAULT_CODE_PERSISTENCE
     text: str = "auto"  # auto (what the policy was trained with) | minilm | none
     text_encoder_dir: Path | None = None  # None: the user cache (text_encoder.default_encoder_dir)
     baselines: tuple[str, ...] = BASELINE_NAMES
@@ -255,7 +257,8 @@ def _load_policy_into_state(cfg: EvalConfig, threads: int) -> None:
     from face_expr_ros.policy.runtime import Policy
 
     _STATE["policy"] = Policy.load(cfg.policy, cfg.backend, threads=threads, temperature=0.0, top_p=cfg.top_p,
-                                   eyelid_temperature=cfg.eyelid_temperature)
+                                   eyelid_temperature=cfg.eyelid_temperature,
+                                   code_persistence=cfg.code_persistence)
     mode = text_mode(cfg)
     encoder = None
     if mode == "minilm":

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -61,7 +63,80 @@ def declare_settings(node: Node, schema: type[S]) -> S:
         descriptor = ParameterDescriptor(description=f.metadata.get("help", ""), dynamic_typing=True)
         node.declare_parameter(f.name, f.default, descriptor)
         values[f.name] = node.get_parameter(f.name).value
-    return config.settings_from_mapping(schema, values, f"node {node.get_fully_qualified_name()}")
+    settings = config.settings_from_mapping(schema, values, f"node {node.get_fully_qualified_name()}")
+    node.cpu_scheduling = apply_scheduling(node, settings)  # reported on /diagnostics
+    return settings
+
+
+# Set by ``run_node`` (a node executable: one node per process). Elsewhere (``face-expr
+# bringup``, which runs every node in one process, or a node built inside a test) a node's
+# scheduling parameters would apply to everything in the process, so they are not applied.
+OWN_PROCESS = False
+
+
+def _process_threads() -> list[int]:
+    try:
+        return [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:  # not Linux: the calling thread only
+        return [0]
+
+
+def apply_scheduling(node: Node, settings: config.NodeSettings) -> str:
+    """Give the node's process the CPU scheduling its ``realtime_priority`` / ``nice`` ask for.
+
+    Applied to every thread the process already has (the middleware's) and to the calling
+    thread, so the threads the node starts later (MediaPipe's, ONNX Runtime's) inherit it; a
+    thread that must not run at real-time priority calls :func:`background_thread`. Returns
+    what was applied, for the log and /diagnostics. When the OS refuses (no CAP_SYS_NICE, or a
+    container without real-time budget), the node warns once and runs with the normal scheduler.
+    """
+    prio, nice = settings.realtime_priority, settings.nice
+    if prio == 0 and nice == 0:
+        return "normal"
+    log = node.get_logger()
+    if not OWN_PROCESS:
+        log.info(f"realtime_priority {prio} / nice {nice} not applied: the node shares its process "
+                 "(bringup, or built in a program); they apply to node executables")
+        return "normal (shared process)"
+    if not hasattr(os, "sched_setscheduler"):
+        log.warning(f"realtime_priority {prio} / nice {nice}: this OS has no sched_setscheduler; running normally")
+        return "normal (unsupported)"
+    try:
+        if prio > 0:
+            param = os.sched_param(prio)
+            for tid in [0, *_process_threads()]:
+                try:
+                    os.sched_setscheduler(tid, os.SCHED_RR, param)
+                except ProcessLookupError:  # a thread that ended meanwhile
+                    pass
+            applied = f"SCHED_RR {prio}"
+        else:
+            for tid in [0, *_process_threads()]:
+                try:
+                    os.setpriority(os.PRIO_PROCESS, tid, nice)  # absolute, so a launch-file `nice` is harmless
+                except ProcessLookupError:
+                    pass
+            applied = f"nice {nice}"
+    except PermissionError as err:
+        what = f"SCHED_RR priority {prio}" if prio > 0 else f"nice {nice}"
+        log.warning(f"could not set {what} ({err.strerror}; needs CAP_SYS_NICE or an rtprio/nice limit, "
+                    "e.g. in /etc/security/limits.conf): running with the normal scheduler, so other "
+                    "processes can delay this node")
+        return "normal (refused)"
+    log.info(f"CPU scheduling: {applied}")
+    return applied
+
+
+def background_thread(nice: int = 5) -> None:
+    """Move the calling thread to the normal scheduler at ``nice``: for work off the node's
+    real-time path (the policy's transcript embedding), which must not take the cores from it."""
+    if not hasattr(os, "sched_setscheduler"):
+        return
+    try:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))  # Linux: 0 is the calling thread
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)  # niceness is per thread on Linux
+    except OSError:
+        pass  # unprivileged: it was not raised either, except by nice, which stays as it was
 
 
 def overrides_from_file(path: str, node_name: str) -> list[Parameter]:
@@ -121,7 +196,7 @@ class Diagnostics:
         self._hardware_id = hardware_id
         self._update = update
         self._pub = node.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
-        self._fields: dict[str, str] = {}
+        self._fields: dict[str, str] = {"cpu_scheduling": str(getattr(node, "cpu_scheduling", "normal"))}
         self._level = DiagnosticStatus.OK
         self._message = "running"
         steady_timer(node, period_s, self.publish)
@@ -182,6 +257,8 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
+    global OWN_PROCESS
+    OWN_PROCESS = True
     rclpy.init(args=args)
     node = None
     try:

@@ -117,7 +117,9 @@ class PolicyNode(Node):
         seed = s.seed if s.seed >= 0 else int(np.random.SeedSequence().generate_state(1)[0] >> 1)
         try:
             self.policy = Policy.load(model_dir, s.backend, temperature=s.temperature, top_p=s.top_p,
-                                      token_temperature=s.token_temperature, replan_every=s.replan_every,
+                                      token_temperature=s.token_temperature,
+                                      eyelid_temperature=s.eyelid_temperature,
+                                      code_persistence=s.code_persistence, replan_every=s.replan_every,
                                       smoothing_s=s.smoothing_s, seed=seed)
         except (PolicyFileError, FileNotFoundError, ValueError, ImportError) as err:
             raise config.ConfigError(f"node policy: cannot load the policy from {model_dir!r}: {err}") from None
@@ -200,6 +202,9 @@ class PolicyNode(Node):
             self.advance()
 
     def _embed_loop(self) -> None:
+        # Embedding a transcript takes tens of milliseconds and is not on the 30 Hz path: it must
+        # not run at the node's real-time priority, ahead of the tracker.
+        base.background_thread()
         while not self._stop.is_set():
             with self._embed_ready:
                 if not self._embed_jobs:

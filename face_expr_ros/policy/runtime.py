@@ -178,15 +178,19 @@ class Policy:
         """Sample a new chunk (H, 55) starting at the current frame from the current window."""
         inputs = self.inputs()
         h, code_logits = self.backend.encode(inputs)
-        sample = sample_chunk(h, code_logits, self.backend.head, self.rng, temperature=self.temperature,
-                              top_p=self.top_p, token_temperature=self._token_temperatures(),
-                              code_bias=self._code_bias(code_logits.shape[-1]), tied=_EYELIDS)
+        sample = self.sample(h, code_logits)
         self._last_code = int(sample.code[0])
         chunk = self.tokenizer.decode_chunk(sample.base[0], sample.deltas[0])
         self.last_sample, self.last_inputs = sample, inputs
         self._chunks.append((self.frame, chunk))
         self._last_plan = self.frame
         return chunk
+
+    def sample(self, h: F32, code_logits: F32) -> ChunkSample:
+        """Draw one chunk's code and tokens from the network's outputs with this policy's settings."""
+        return sample_chunk(h, code_logits, self.backend.head, self.rng, temperature=self.temperature,
+                            top_p=self.top_p, token_temperature=self._token_temperatures(),
+                            code_bias=self._code_bias(code_logits.shape[-1]), tied=_EYELIDS)
 
     def _token_temperatures(self) -> float | F32 | None:
         """The tokens' temperature: one value, or per channel when the eyelids have their own.

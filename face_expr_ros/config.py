@@ -255,6 +255,12 @@ class BagPlayerSettings(NodeSettings):
     remap: str = param("", "Comma-separated from:=to topic renames, e.g. /cam:=/camera/image_raw.")
     start_delay_s: float = param(1.0, "Wait before the first message, for subscribers to connect.",
                                  low=0.0, high=60.0)
+    subscriber_wait_s: float = param(
+        0.0, "After start_delay_s, hold (at most this long) until discovery has settled: some played topic has a "
+        "subscriber and no count changed for 0.5 s. 0: no wait. Replays set it: on a busy machine discovery can "
+        "outlast start_delay_s, and a message published before its subscriber is matched is lost.",
+        low=0.0, high=120.0
+    )
     max_lag_s: float = param(
         0.0, "Hold the bag and its clock while the newest stamp on any of pace_topics is more than this behind "
         "the bag (0: never; replays through a graph slower than real time).", low=0.0, high=60.0

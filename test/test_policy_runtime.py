@@ -40,6 +40,29 @@ def test_step_outputs_valid_frames_and_replans_on_schedule(saved):
     np.testing.assert_array_equal(policy.inputs()["listener_past"][0, -1], outs[-1 - policy.cfg.history_delay])
 
 
+def _codes(policy, n=60):
+    codes = []
+    for obs in _observations(n):
+        before = policy.last_sample
+        policy.step(obs)
+        if policy.last_sample is not before:
+            codes.append(int(policy.last_sample.code[0]))
+    return codes
+
+
+def test_code_persistence_keeps_the_behaviour_and_eyelids_move_together(saved):
+    eyelids = [ex.EXPRESSION_NAMES.index("eyeBlinkLeft"), ex.EXPRESSION_NAMES.index("eyeBlinkRight")]
+    free = _codes(Policy.load(saved[2], "onnxruntime", code_persistence=0.0, seed=3))
+    sticky_policy = Policy.load(saved[2], "onnxruntime", code_persistence=20.0, seed=3)
+    sticky = _codes(sticky_policy)
+    assert len(set(free)) > 1 and set(sticky) == {sticky[0]}
+    sample = sticky_policy.last_sample
+    assert sample.base[0, eyelids[0]] == sample.base[0, eyelids[1]]
+    assert np.array_equal(sample.deltas[0][:, eyelids[0]], sample.deltas[0][:, eyelids[1]])
+    with pytest.raises(ValueError, match="code_persistence"):
+        Policy.load(saved[2], "onnxruntime", code_persistence=-1.0)
+
+
 def test_history_delay_feeds_older_outputs(tmp_path):
     cfg = PolicyConfig(window=8, horizon=4, n_keyframes=3, history_delay=5, d_model=32, n_heads=2, d_ff=64, query_dim=8,
                        n_codes=4)

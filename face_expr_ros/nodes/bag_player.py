@@ -35,6 +35,7 @@ from face_expr_ros import bags, config, messages
 from face_expr_ros.nodes import base
 
 CLOCK_PERIOD_S = 0.01
+SETTLE_S = 0.5  # discovery counts steady this long: the graph is connected
 STAMPED_SUFFIX = "/stamped"
 
 
@@ -110,6 +111,23 @@ class BagPlayerNode(Node):
                 self._publish_clock(first[2])
             if self._stop.wait(min(wait, CLOCK_PERIOD_S)):
                 return
+        # Then until discovery has settled: some played topic has a subscriber and no count has
+        # changed for SETTLE_S (topics nobody reads, like ground truth, stay at 0).
+        end, counts, steady_since = time.monotonic() + s.subscriber_wait_s, None, time.monotonic()
+        while time.monotonic() < end:
+            now_counts = self._subscriber_counts()
+            if now_counts != counts:
+                counts, steady_since = now_counts, time.monotonic()
+            elif any(counts.values()) and time.monotonic() - steady_since >= SETTLE_S:
+                break
+            if first is not None and self.clock_pub is not None:
+                self._publish_clock(first[2])
+            if self._stop.wait(CLOCK_PERIOD_S):
+                return
+        else:
+            if s.subscriber_wait_s > 0:
+                self.get_logger().warning(f"subscribers still changing or none after {s.subscriber_wait_s:g} s "
+                                          f"({counts}); playing anyway")
         while True:
             self._play_once()
             if not s.loop or self._stop.is_set():
@@ -119,6 +137,9 @@ class BagPlayerNode(Node):
         self.get_logger().info(f"finished {s.bag}: {self.published} messages{held}")
         if s.exit_on_end:
             self.context.try_shutdown()
+
+    def _subscriber_counts(self) -> dict[str, int]:
+        return {self.remap.get(t, t): pub.get_subscription_count() for t, pub in self.publishers_by_topic.items()}
 
     def _play_once(self) -> None:
         rate = self.settings.rate

@@ -99,7 +99,10 @@ class FaceTrackerSettings(NodeSettings):
         "/face_expr/speaker_expression", "Speaker expression out (JointState, 55 named values)."
     )
     min_detection_confidence: float = param(0.5, "MediaPipe face detection threshold.", low=0.0, high=1.0)
-    min_tracking_confidence: float = param(0.5, "MediaPipe landmark tracking threshold.", low=0.0, high=1.0)
+    min_tracking_confidence: float = param(
+        0.5, "MediaPipe landmark tracking threshold (MediaPipe reads it only between detections; this tracker "
+        "detects on every frame).", low=0.0, high=1.0
+    )
     neutral_window_s: float = param(
         20.0, "Length of history behind the running per-person neutral face.", low=1.0, high=3600.0
     )

@@ -24,9 +24,6 @@ GRAPH = [
     ("face_driver_node", "face_driver"),
     ("avatar_node", "avatar"),
 ]
-# The avatar is a display nothing downstream waits for: at a lower CPU priority it never delays
-# the camera -> tracker -> policy path (docs/ros.md, "Latency").
-PREFIX = {"avatar": "nice -n 10"}
 DEFAULT_PARAMS = "config/replay.yaml"
 
 
@@ -48,7 +45,7 @@ def generate_launch_description() -> LaunchDescription:
              condition=IfCondition(PythonExpression(["'", LaunchConfiguration("record"), "' != ''"]))),
     ]
     for executable, name in GRAPH:
-        actions.append(Node(package=PACKAGE, executable=executable, name=name, prefix=PREFIX.get(name),
+        actions.append(Node(package=PACKAGE, executable=executable, name=name,
                             parameters=[params, sim_time],
                             output="screen"))
     return LaunchDescription(actions)

@@ -26,9 +26,6 @@ GRAPH = [
     ("face_driver_node", "face_driver"),
     ("avatar_node", "avatar"),
 ]
-# The avatar is a display nothing downstream waits for: at a lower CPU priority it never delays
-# the camera -> tracker -> policy path (docs/ros.md, "Latency").
-PREFIX = {"avatar": "nice -n 10"}
 LIVE_INPUTS = [("webcam_node", "webcam"), ("microphone_node", "microphone")]
 DEFAULT_PARAMS = "config/default.yaml"
 
@@ -44,7 +41,7 @@ def generate_launch_description() -> LaunchDescription:
                               description="also start the webcam and microphone nodes"),
     ]
     for executable, name in GRAPH:
-        actions.append(Node(package=PACKAGE, executable=executable, name=name, prefix=PREFIX.get(name),
+        actions.append(Node(package=PACKAGE, executable=executable, name=name,
                             parameters=[params],
                             output="screen"))
     for executable, name in LIVE_INPUTS:

@@ -66,6 +66,14 @@ def test_no_face_reports_absent(tracker):
     assert obs.expression.shape == (DIM,) and not obs.expression.any()
 
 
+def test_detection_threshold_reaches_mediapipe(astronaut):
+    # The astronaut is found at the default threshold; no detector score reaches 1.0.
+    with FaceTracker(adapt_neutral=False, min_detection_confidence=1.0) as strict:
+        assert strict.process(astronaut).face_present is False
+    with FaceTracker(adapt_neutral=False, min_detection_confidence=0.5) as default:
+        assert default.process(astronaut).face_present is True
+
+
 def test_astronaut_smile_above_neutral(tracker, astronaut):
     """The smiling astronaut reads a much larger smile than the same face rendered neutral."""
     from face_expr_ros.rig.render import PhotoRenderer

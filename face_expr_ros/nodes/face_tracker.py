@@ -26,8 +26,9 @@ class FaceTrackerNode(Node):
         self.settings = base.declare_settings(self, config.FaceTrackerSettings)
         from face_expr_ros.perception.face_tracker import FaceTracker
 
-        self.tracker = FaceTracker(channel_order="bgr")
         s = self.settings
+        self.tracker = FaceTracker(channel_order="bgr", min_detection_confidence=s.min_detection_confidence,
+                                   min_tracking_confidence=s.min_tracking_confidence)
         qos = base.REPLAY_IMAGE_QOS if s.reliable_images else base.IMAGE_QOS
         if s.compressed:
             self.create_subscription(CompressedImage, s.image_topic + "/compressed", self.on_compressed, qos)

@@ -101,7 +101,8 @@ class LandmarkDetector:
     """
 
     def __init__(
-        self, *, static_image_mode: bool = False, refine_landmarks: bool = False, min_confidence: float = 0.5
+        self, *, static_image_mode: bool = False, refine_landmarks: bool = False,
+        min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
     ) -> None:
         import mediapipe as mp
 
@@ -109,8 +110,8 @@ class LandmarkDetector:
             static_image_mode=static_image_mode,
             max_num_faces=1,
             refine_landmarks=refine_landmarks,
-            min_detection_confidence=min_confidence,
-            min_tracking_confidence=min_confidence,
+            min_detection_confidence=min_detection_confidence,
+            min_tracking_confidence=min_tracking_confidence,  # unused by MediaPipe in static_image_mode
         )
 
     def detect(self, rgb: NDArray[np.uint8]) -> NDArray[np.float64] | None:
@@ -348,12 +349,16 @@ class FaceTracker:
         refine_landmarks: bool = True,
         model: FaceModel | None = None,
         residual_scale_mm: float = 2.5,
+        min_detection_confidence: float = 0.5,
+        min_tracking_confidence: float = 0.5,
     ) -> None:
         if channel_order not in ("rgb", "bgr"):
             raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
         self.channel_order: ChannelOrder = channel_order
         self.fitter = ExpressionFitter(model, adapt_neutral=adapt_neutral)
-        self.detector = LandmarkDetector(static_image_mode=static_image_mode, refine_landmarks=refine_landmarks)
+        self.detector = LandmarkDetector(static_image_mode=static_image_mode, refine_landmarks=refine_landmarks,
+                                         min_detection_confidence=min_detection_confidence,
+                                         min_tracking_confidence=min_tracking_confidence)
         self.residual_scale_mm = residual_scale_mm
 
     def process(self, image: NDArray) -> FaceObservation:

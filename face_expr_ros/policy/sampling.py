@@ -158,16 +158,15 @@ def sample_chunk(h: F32, code_logits: F32, head: HeadFn, rng: np.random.Generato
     (default: ``temperature``) with the same ``top_p``. The code decides *what* the face does
     (a blink, a nod, holding still) and should be sampled at full temperature for behaviour to
     happen at its natural rate; given the code, tokens drawn cooler keep the 55 channels from
-    moving with independent noise. ``token_temperature`` may also be one value per channel
-    (55,): channels with the same value are drawn together, in order of first appearance.
+    moving with independent noise. ``token_temperature`` may also be one value per channel (55,).
     ``code_bias`` (B, K) is added to the code logits before drawing (a decoding prior, e.g. the
     runtime's code persistence); ``logp_model`` stays the model's own, without it.
 
     ``tied`` channels (at one temperature) move as one: each of their tokens is drawn once from
     the normalised geometric mean of the channels' distributions (their mean logits: for channels
-    that agree, their common distribution — a product would square it and make rare events rarer)
-    and copied to all of them. Drawn apart, the two eyelids blink at different moments — a wink, never a blink.
-    ``logp_sample`` counts a tied draw once; ``logp_model`` is still the model's log-probability
+    that agree, their common distribution — a product would square it and make rare events
+    rarer) and copied to all of them. Drawn apart, the two eyelids close at different moments: a
+    wink, never a blink. ``logp_sample`` counts a tied draw once; ``logp_model`` is still the model's log-probability
     of every channel's token. ``temperature`` 0 is greedy for all of it.
     """
     if code_bias is None:
@@ -227,7 +226,10 @@ def _sample_tokens_per_channel(base_logits: F32, delta_logits: F32, rng: np.rand
             hot = np.full(x[..., greedy, :].shape, np.float32(-1e30))
             np.put_along_axis(hot, x[..., greedy, :].argmax(axis=-1)[..., None], np.float32(0), axis=-1)
             x[..., greedy, :] = hot  # argmax, ties to the lowest index
-        choice, lp_sample, _ = sample_categorical(x, rng, 1.0, top_p)
+        if greedy.all():  # temperature 0 consumes no randomness
+            choice, lp_sample = x.argmax(axis=-1), np.zeros(x.shape[:-1])
+        else:
+            choice, lp_sample, _ = sample_categorical(x, rng, 1.0, top_p)
         if tied:
             choice[..., tied] = choice[..., tied[:1]]
             lp_sample[..., tied[1:]] = 0.0  # one draw for the group

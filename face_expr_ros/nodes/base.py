@@ -81,6 +81,15 @@ def _process_threads() -> list[int]:
         return [0]
 
 
+def _on_every_thread(set_thread: Callable[[int], None]) -> None:
+    """``set_thread(tid)`` for the calling thread (0) and every thread of the process."""
+    for tid in [0, *_process_threads()]:
+        try:
+            set_thread(tid)
+        except ProcessLookupError:  # a thread that ended meanwhile
+            pass
+
+
 def apply_scheduling(node: Node, settings: config.NodeSettings) -> str:
     """Give the node's process the CPU scheduling its ``realtime_priority`` / ``nice`` ask for.
 
@@ -104,18 +113,11 @@ def apply_scheduling(node: Node, settings: config.NodeSettings) -> str:
     try:
         if prio > 0:
             param = os.sched_param(prio)
-            for tid in [0, *_process_threads()]:
-                try:
-                    os.sched_setscheduler(tid, os.SCHED_RR, param)
-                except ProcessLookupError:  # a thread that ended meanwhile
-                    pass
+            _on_every_thread(lambda tid: os.sched_setscheduler(tid, os.SCHED_RR, param))
             applied = f"SCHED_RR {prio}"
         else:
-            for tid in [0, *_process_threads()]:
-                try:
-                    os.setpriority(os.PRIO_PROCESS, tid, nice)  # absolute, so a launch-file `nice` is harmless
-                except ProcessLookupError:
-                    pass
+            # Absolute, so a launch-file `nice` prefix is harmless.
+            _on_every_thread(lambda tid: os.setpriority(os.PRIO_PROCESS, tid, nice))
             applied = f"nice {nice}"
     except PermissionError as err:
         what = f"SCHED_RR priority {prio}" if prio > 0 else f"nice {nice}"

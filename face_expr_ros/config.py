@@ -144,7 +144,7 @@ class PolicySettings(NodeSettings):
     model_dir: str = param("", "Policy directory; empty means the model shipped in the package.")
     temperature: float = param(1.0, "Sampling temperature of the chunk code (what the face does); 0 is greedy.",
                                low=0.0, high=5.0)
-    token_temperature: float = param(0.5, "Sampling temperature of the tokens given the code (how exactly).",
+    token_temperature: float = param(0.7, "Sampling temperature of the tokens given the code (how exactly).",
                                      low=0.0, high=5.0)
     eyelid_temperature: float = param(
         1.0, "Sampling temperature of the eyelid tokens (blinks are rare events: cooler, the face stops blinking).",
@@ -152,6 +152,9 @@ class PolicySettings(NodeSettings):
     code_persistence: float = param(
         3.0, "Logit bonus for the previous plan's code: a behaviour in flight (a nod) goes on; 0 turns it off.",
         low=0.0, high=20.0)
+    level_noise_tau_s: float = param(
+        1.0, "Correlation time (s) of the quantiles at which channel levels are drawn: levels wander "
+        "instead of jumping at every plan; 0 draws afresh.", low=0.0, high=60.0)
     top_p: float = param(1.0, "Nucleus sampling mass.", low=0.01, high=1.0)
     replan_every: int = param(4, "Frames between plans (1..chunk length).", low=1, high=64)
     smoothing_s: float = param(0.1, "Output low-pass time constant (s), eyelids excepted; 0 turns it off.",

@@ -190,6 +190,34 @@ def mirror(values: ArrayLike) -> NDArray[np.float32]:
     return out
 
 
+_SIDEWAYS = frozenset({"jawLeft", "jawRight", "mouthLeft", "mouthRight"})
+
+
+def yoked_partner() -> NDArray[np.int64]:
+    """For every channel, the channel that moves with it in a symmetric expression (itself if none).
+
+    ``...Left`` and ``...Right`` of the same action are yoked (a smile, a brow raise), except
+    gaze: the eyes turn as a pair (Hering's law of equal innervation, 1868), so looking to one
+    side moves ``eyeLookInLeft`` with ``eyeLookOutRight`` and ``eyeLookOutLeft`` with
+    ``eyeLookInRight``. Head pose channels, midline blendshapes (``jawOpen``) and the sideways
+    shifts ``jawLeft``/``jawRight``, ``mouthLeft``/``mouthRight`` (a direction, not a side:
+    antagonists that never act together) have no partner.
+    """
+    partner = np.arange(DIM, dtype=np.int64)
+    for name, i in _INDEX.items():
+        if name in _SIDEWAYS:
+            continue
+        if name.startswith("eyeLookIn") or name.startswith("eyeLookOut"):
+            side = "Right" if name.endswith("Left") else "Left"
+            other = "eyeLookOut" if name.startswith("eyeLookIn") else "eyeLookIn"
+            partner[i] = _INDEX[other + side]
+        elif name.endswith("Left"):
+            partner[i] = _INDEX[name[:-4] + "Right"]
+        elif name.endswith("Right"):
+            partner[i] = _INDEX[name[:-5] + "Left"]
+    return partner
+
+
 def _suggest(name: str) -> str:
     import difflib
 

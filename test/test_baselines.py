@@ -162,3 +162,18 @@ def test_make_baselines_reads_a_lazy_iterator_once_and_checks_names(train):
     assert len(made[0].listeners) == len(train)
     with pytest.raises(ValueError, match="unknown baseline"):
         B.make_baselines(train, ("oracle",))
+
+
+def test_rule_mix_resamples_the_generator_with_its_style_mix(test_conv):
+    from face_expr_ros.sim.listeners import DEFAULT_STYLE_MIX
+
+    b = B.RuleStyle("mix")
+    assert b.name == "rule-mix" and "rule-mix" in B.BASELINE_NAMES
+    draws = [b.draw(test_conv, seed) for seed in range(400)]
+    counts = {s: sum(p.style == s for p, _ in draws) / len(draws) for s in DEFAULT_STYLE_MIX}
+    for style, share in DEFAULT_STYLE_MIX.items():
+        assert abs(counts[style] - share) < 0.06, (style, counts)
+    # The track is the simulator's for the drawn listener, exactly as a recorded listener is made.
+    params, track_seed = draws[3]
+    expected = listener_track(params, B.timeline_of(test_conv), test_conv.arrays["speaker_expression"], track_seed)
+    np.testing.assert_array_equal(b.generate(test_conv, seed=3), B.fit_length(expected, test_conv.n_frames))

@@ -162,7 +162,7 @@ def test_command_parses_and_runs_baselines_only(dataset, tmp_path, capsys):
     cmd.register(parser.add_subparsers())
     args = parser.parse_args(["eval", "--data", str(dataset), "--out", str(tmp_path / "o"), "--baselines",
                               "mirror,rule-reserved", "--max-conversations", "2", "--no-progress"])
-    assert args.func is cmd.run and args.samples == 3 and args.panel_seed == 2000 and args.split == "test"
+    assert args.func is cmd.run and args.samples == 10 and args.panel_seed == 2000 and args.split == "test"
     assert args.func(args) == 0
     md = (tmp_path / "o" / "results.md").read_text()
     assert "| mirror | 2 |" in md and "| rule-reserved | 2 |" in md and "policy" not in md.split("|---")[1]

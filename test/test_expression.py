@@ -104,3 +104,17 @@ def test_mirror_swaps_sides_and_is_an_involution():
     assert mirrored[ex.index("jawRight")] == pytest.approx(0.2)
     assert mirrored[ex.index("headYaw")] == pytest.approx(-0.1)
     np.testing.assert_array_equal(ex.mirror(mirrored), frame)
+
+
+def test_yoked_partners_pair_the_sides_and_the_eyes_not_the_antagonists():
+    partner = ex.yoked_partner()
+    name = ex.EXPRESSION_NAMES
+    assert (partner[partner] == np.arange(ex.DIM)).all()  # an involution: pairs, or itself
+    assert name[partner[ex.index("mouthSmileLeft")]] == "mouthSmileRight"
+    assert name[partner[ex.index("browDownRight")]] == "browDownLeft"
+    # Conjugate gaze: looking to one side turns the left eye in and the right eye out.
+    assert name[partner[ex.index("eyeLookInLeft")]] == "eyeLookOutRight"
+    assert name[partner[ex.index("eyeLookOutLeft")]] == "eyeLookInRight"
+    for alone in ("jawLeft", "jawRight", "mouthLeft", "mouthRight", "jawOpen", "headYaw", "tongueOut"):
+        assert partner[ex.index(alone)] == ex.index(alone)
+    assert sum(partner != np.arange(ex.DIM)) == 36

@@ -56,10 +56,12 @@ def test_neutral_is_symmetric_and_metric(model):
     assert abs(v[topo.MOUTH_CORNER_LEFT, 1] - seam) < 0.5
 
 
-def test_basis_regenerates_bit_for_bit(model):
+def test_basis_regenerates_to_float_rounding(model):
     stored = read_stored()
     rebuilt = build_model(stored.neutral, stored.mirror)
-    assert np.array_equal(rebuilt.basis, stored.basis)
+    # Not bit for bit: the last bits of numpy's vectorised sums depend on the CPU (measured 1e-14 mm
+    # apart on a Xeon whose kernels differ from the machine that wrote the file).
+    np.testing.assert_allclose(rebuilt.basis, stored.basis, rtol=0, atol=1e-10)
     assert np.array_equal(rebuilt.triangles, stored.triangles)
     assert np.array_equal(rebuilt.stable_vertices, stored.stable_vertices)
 

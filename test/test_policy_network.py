@@ -11,7 +11,7 @@ from face_expr_ros.policy.backends import TorchBackend
 from face_expr_ros.policy.export import random_inputs
 from face_expr_ros.policy.fixtures import make_net
 from face_expr_ros.policy.network import PolicyConfig, count_parameters, flops_per_plan
-from face_expr_ros.policy.sampling import sample_categorical, sample_chunk, sampling_log_probs
+from face_expr_ros.policy.sampling import LevelNoise, sample_categorical, sample_chunk, sampling_log_probs
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +180,60 @@ def test_tied_channels_share_every_token(net, inputs):
     temps[eyelids[0]] = 1.0
     with pytest.raises(ValueError, match="share one token temperature"):
         sample_chunk(h, c, be.head, np.random.default_rng(0), token_temperature=temps, tied=eyelids)
+
+
+def test_given_uniforms_are_inverse_cdf_draws():
+    logits = np.log(np.array([[0.1, 0.2, 0.3, 0.4]] * 5, np.float32))
+    u = np.array([0.05, 0.15, 0.35, 0.65, 0.95])
+    choice, lp_s, lp_m = sample_categorical(logits, np.random.default_rng(0), 1.0, uniforms=u)
+    np.testing.assert_array_equal(choice, [0, 1, 2, 3, 3])
+    np.testing.assert_allclose(lp_s, np.log([0.1, 0.2, 0.3, 0.4, 0.4]), rtol=1e-5)
+    np.testing.assert_allclose(lp_m, lp_s, rtol=1e-5)  # temperature 1, no top-p: the model itself
+    # Nearby uniforms give nearby classes: the draw is monotone in u.
+    sweep, _, _ = sample_categorical(np.tile(logits[:1], (50, 1)), np.random.default_rng(0), 0.7,
+                                     uniforms=np.linspace(0, 0.999, 50))
+    assert (np.diff(sweep) >= 0).all() and sweep[0] == 0 and sweep[-1] == 3
+    with pytest.raises(ValueError, match="uniforms"):
+        sample_categorical(logits, np.random.default_rng(0), 1.0, uniforms=np.full(5, 1.0))
+    with pytest.raises(ValueError, match="uniforms"):
+        sample_categorical(logits, np.random.default_rng(0), 1.0, uniforms=np.full(4, 0.5))
+
+
+def test_level_noise_is_uniform_correlated_and_yoked():
+    partner = ex.yoked_partner()
+    smile_l, smile_r = ex.index("mouthSmileLeft"), ex.index("mouthSmileRight")
+    blink = ex.index("eyeBlinkLeft")
+    noise = LevelNoise.for_plans(1.0, 4 / 30, partner, fresh=[blink, ex.index("eyeBlinkRight")])
+    rng = np.random.default_rng(0)
+    u = np.array([noise.next(rng) for _ in range(20000)])
+    assert ((u >= 0) & (u < 1)).all()
+    # Every channel's numbers are uniform on their own (each draw follows the model's distribution)...
+    hist = np.stack([np.histogram(u[:, j], bins=10, range=(0, 1))[0] for j in range(ex.DIM)]) / len(u)
+    assert np.abs(hist - 0.1).max() < 0.02
+    # ...consecutive plans are correlated as exp(-dt / tau), eyelids not at all, and yoked sides agree.
+    lag1 = [np.corrcoef(u[:-1, j], u[1:, j])[0, 1] for j in (smile_l, blink)]
+    assert lag1[0] > 0.8 and abs(lag1[1]) < 0.05
+    np.testing.assert_array_equal(u[:, smile_l], u[:, smile_r])
+    assert np.abs(np.corrcoef(u[:, smile_l], u[:, ex.index("jawOpen")])[0, 1]) < 0.1
+    with pytest.raises(ValueError, match="rho"):
+        LevelNoise(np.full(ex.DIM, 1.0), partner)
+
+
+def test_base_uniforms_set_the_levels_and_keep_log_probs_exact(net, inputs):
+    be = TorchBackend(net)
+    h, c = be.encode({k: v[:1] for k, v in inputs.items()})
+    low = sample_chunk(h, c, be.head, np.random.default_rng(0), temperature=1.0, token_temperature=0.7,
+                       base_uniforms=np.full((1, ex.DIM), 0.01))
+    high = sample_chunk(h, c, be.head, np.random.default_rng(0), temperature=1.0, token_temperature=0.7,
+                        base_uniforms=np.full((1, ex.DIM), 0.99))
+    assert low.code[0] == high.code[0]  # the code's draw is untouched
+    varied = high.base[0] != low.base[0]
+    assert varied.sum() > 40 and (high.base[0] >= low.base[0]).all()
+    b, d = be.head(h, high.code)
+    model = (sampling_log_probs(c, 1.0, 1.0)[0, high.code[0]]
+             + np.take_along_axis(sampling_log_probs(b, 1.0, 1.0), high.base[..., None], -1).sum()
+             + np.take_along_axis(sampling_log_probs(d, 1.0, 1.0), high.deltas[..., None], -1).sum())
+    np.testing.assert_allclose(high.logp_model[0], model, rtol=1e-5)
 
 
 def test_config_validation_names_the_field():

@@ -63,6 +63,33 @@ def test_code_persistence_keeps_the_behaviour_and_eyelids_move_together(saved):
         Policy.load(saved[2], "onnxruntime", code_persistence=-1.0)
 
 
+def _base_tokens(policy, n=80):
+    bases = []
+    for obs in _observations(n):
+        before = policy.last_sample
+        policy.step(obs)
+        if policy.last_sample is not before:
+            bases.append(policy.last_sample.base[0].copy())
+    return np.array(bases)
+
+
+def test_level_noise_makes_levels_wander_instead_of_jumping(saved):
+    eyelids = [ex.index("eyeBlinkLeft"), ex.index("eyeBlinkRight")]
+    others = np.setdiff1d(np.arange(ex.DIM), eyelids)
+    steps = {}
+    for tau in (0.0, 30.0):
+        policy = Policy.load(saved[2], "onnxruntime", code_persistence=20.0, token_temperature=1.0,
+                             level_noise_tau_s=tau, seed=4)
+        bases = _base_tokens(policy)
+        steps[tau] = np.abs(np.diff(bases, axis=0)).mean(axis=0)
+    # Same code throughout (persistence 20): only the context and the noise move the levels.
+    assert steps[30.0][others].mean() < 0.5 * steps[0.0][others].mean()
+    # The eyelids keep drawing afresh: blinks are events, not levels.
+    assert steps[30.0][eyelids].mean() > 0.5 * steps[0.0][eyelids].mean()
+    with pytest.raises(ValueError, match="level_noise_tau_s"):
+        Policy.load(saved[2], "onnxruntime", level_noise_tau_s=-1.0)
+
+
 def test_history_delay_feeds_older_outputs(tmp_path):
     cfg = PolicyConfig(window=8, horizon=4, n_keyframes=3, history_delay=5, d_model=32, n_heads=2, d_ff=64, query_dim=8,
                        n_codes=4)

@@ -13,7 +13,11 @@
   and head motion damped. Mimicry is a large part of listening behaviour (Chartrand & Bargh 1999).
 * :class:`RuleStyle`: the rule-based listener of one style from :mod:`face_expr_ros.sim.listeners`,
   regenerated for the conversation's timeline (synthetic conversations only: real recordings
-  have no timeline and this baseline is not available for them).
+  have no timeline and this baseline is not available for them). ``rule-mix`` draws the style
+  from the data's own style mix for every track: it is the generator that made the recorded
+  listeners, resampled for the same speaker, i.e. a perfect imitation of the data. Its FD and
+  P-FD are the floor that sampling noise sets on any policy trained by imitation, and its rater
+  score the ceiling of imitation.
 
 Every baseline is deterministic in ``(conversation, seed)``.
 """
@@ -30,7 +34,7 @@ from numpy.typing import NDArray
 from face_expr_ros import expression as ex
 from face_expr_ros.learning.features import audio_frame_features
 from face_expr_ros.learning.shards import Conversation
-from face_expr_ros.sim.listeners import STYLES, listener_track, sample_params
+from face_expr_ros.sim.listeners import STYLES, ListenerParams, listener_track, sample_listener, sample_params
 from face_expr_ros.sim.speech import Timeline
 
 F32 = NDArray[np.float32]
@@ -245,15 +249,19 @@ class Mirror(Baseline):
 
 @dataclass
 class RuleStyle(Baseline):
-    """The rule-based listener of ``style`` (sim/listeners.py) regenerated for this conversation."""
+    """The rule-based listener of ``style`` (sim/listeners.py) regenerated for this conversation.
+
+    ``style`` ``"mix"``: every track draws its style from the generator's default mix, as the
+    recorded listeners were drawn (module docstring).
+    """
 
     style: str = "attentive"
     name: str = ""
     deterministic: bool = False
 
     def __post_init__(self) -> None:
-        if self.style not in STYLES:
-            raise ValueError(f"unknown listener style {self.style!r}; expected one of {STYLES}")
+        if self.style not in (*STYLES, "mix"):
+            raise ValueError(f"unknown listener style {self.style!r}; expected one of {STYLES} or 'mix'")
         self.name = self.name or f"rule-{self.style}"
 
     def available(self, conv: Conversation) -> bool:
@@ -264,13 +272,19 @@ class RuleStyle(Baseline):
         if timeline is None:
             raise ValueError(f"{conv.conversation_id}: no timeline in the metadata (a real recording?); "
                              f"the {self.name} baseline needs one")
-        rng = np.random.default_rng(stable_seed(seed, conv.conversation_id, self.name))
-        params = sample_params(self.style, rng)
-        track = listener_track(params, timeline, conv.arrays["speaker_expression"], int(rng.integers(2**31)))
+        params, track_seed = self.draw(conv, seed)
+        track = listener_track(params, timeline, conv.arrays["speaker_expression"], track_seed)
         return fit_length(track, conv.n_frames)
 
+    def draw(self, conv: Conversation, seed: int = 0) -> tuple[ListenerParams, int]:
+        """The listener (style and person) and the track seed that ``generate`` uses."""
+        rng = np.random.default_rng(stable_seed(seed, conv.conversation_id, self.name))
+        params = sample_listener(rng) if self.style == "mix" else sample_params(self.style, rng)
+        return params, int(rng.integers(2**31))
 
-BASELINE_NAMES: tuple[str, ...] = ("random-train", "nn-retrieval", "mirror", *(f"rule-{s}" for s in STYLES))
+
+BASELINE_NAMES: tuple[str, ...] = ("random-train", "nn-retrieval", "mirror", *(f"rule-{s}" for s in STYLES),
+                                   "rule-mix")
 
 
 def make_baselines(train: Iterable[Conversation], names: Sequence[str] = BASELINE_NAMES) -> list[Baseline]:

@@ -49,6 +49,7 @@ from face_expr_ros.learning.shards import Conversation, iter_conversations, read
 from face_expr_ros.policy.sampling import (
     DEFAULT_CODE_PERSISTENCE,
     DEFAULT_EYELID_TEMPERATURE,
+    DEFAULT_LEVEL_NOISE_TAU_S,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOKEN_TEMPERATURE,
     DEFAULT_TOP_P,
@@ -94,7 +95,7 @@ class EvalConfig:
     data: Path
     split: str = "test"
     policy: Path | None = None
-    samples: int = 3
+    samples: int = 10
     out: Path = Path("eval_out")
     max_conversations: int | None = None
     panel_seed: int = 2000
@@ -105,6 +106,7 @@ class EvalConfig:
     token_temperature: float = DEFAULT_TOKEN_TEMPERATURE
     eyelid_temperature: float = DEFAULT_EYELID_TEMPERATURE
     code_persistence: float = DEFAULT_CODE_PERSISTENCE
+    level_noise_tau_s: float = DEFAULT_LEVEL_NOISE_TAU_S
     text: str = "auto"  # auto (what the policy was trained with) | minilm | none
     text_encoder_dir: Path | None = None  # None: the user cache (text_encoder.default_encoder_dir)
     baselines: tuple[str, ...] = BASELINE_NAMES
@@ -258,7 +260,8 @@ def _load_policy_into_state(cfg: EvalConfig, threads: int) -> None:
 
     _STATE["policy"] = Policy.load(cfg.policy, cfg.backend, threads=threads, temperature=0.0, top_p=cfg.top_p,
                                    eyelid_temperature=cfg.eyelid_temperature,
-                                   code_persistence=cfg.code_persistence)
+                                   code_persistence=cfg.code_persistence,
+                                   level_noise_tau_s=cfg.level_noise_tau_s)
     mode = text_mode(cfg)
     encoder = None
     if mode == "minilm":

@@ -37,10 +37,12 @@ from face_expr_ros.policy.network import PolicyConfig
 from face_expr_ros.policy.sampling import (
     DEFAULT_CODE_PERSISTENCE,
     DEFAULT_EYELID_TEMPERATURE,
+    DEFAULT_LEVEL_NOISE_TAU_S,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOKEN_TEMPERATURE,
     DEFAULT_TOP_P,
     ChunkSample,
+    LevelNoise,
     sample_chunk,
 )
 from face_expr_ros.policy.tokenizer import ActionTokenizer
@@ -88,7 +90,8 @@ class Policy:
                  top_p: float = DEFAULT_TOP_P,
                  token_temperature: float | None = DEFAULT_TOKEN_TEMPERATURE,
                  eyelid_temperature: float | None = DEFAULT_EYELID_TEMPERATURE,
-                 code_persistence: float = DEFAULT_CODE_PERSISTENCE, seed: int = 0,
+                 code_persistence: float = DEFAULT_CODE_PERSISTENCE,
+                 level_noise_tau_s: float = DEFAULT_LEVEL_NOISE_TAU_S, seed: int = 0,
                  blend: str = "crossfade", ensemble_decay: float = 0.1,
                  smoothing_s: float = DEFAULT_SMOOTHING_S) -> None:
         if not 1 <= replan_every <= config.horizon:
@@ -105,6 +108,11 @@ class Policy:
         if not 0.0 <= code_persistence <= 20.0:
             raise ValueError(f"code_persistence must be in [0, 20] (a logit bonus), got {code_persistence}")
         self.code_persistence = code_persistence
+        if not 0.0 <= level_noise_tau_s <= 60.0:
+            raise ValueError(f"level_noise_tau_s must be in [0, 60] seconds, got {level_noise_tau_s}")
+        # Blinks are their own events: the eyelids draw a fresh level every plan.
+        self.level_noise = LevelNoise.for_plans(level_noise_tau_s, replan_every / ex.FPS, ex.yoked_partner(),
+                                                fresh=_EYELIDS)
         if not 0.0 <= smoothing_s <= 2.0:
             raise ValueError(f"smoothing_s must be in [0, 2] seconds, got {smoothing_s}")
         self.blend, self.ensemble_decay, self.seed = blend, ensemble_decay, seed
@@ -139,6 +147,7 @@ class Policy:
         self._filter: F32 | None = None
         self._last_plan = -(10 ** 9)
         self._last_code: int | None = None
+        self.level_noise.reset()
         self.last_sample: ChunkSample | None = None
         self.last_inputs: dict[str, F32] | None = None
 
@@ -187,10 +196,16 @@ class Policy:
         return chunk
 
     def sample(self, h: F32, code_logits: F32) -> ChunkSample:
-        """Draw one chunk's code and tokens from the network's outputs with this policy's settings."""
+        """Draw one chunk's code and tokens from the network's outputs with this policy's settings.
+
+        The base tokens (each channel's level) are drawn at the quantiles of ``level_noise``
+        (slowly varying; see ``sampling.LevelNoise``); greedy decoding consumes no randomness.
+        """
+        uniforms = self.level_noise.next(self.rng)[None] if self.temperature > 0 else None
         return sample_chunk(h, code_logits, self.backend.head, self.rng, temperature=self.temperature,
                             top_p=self.top_p, token_temperature=self._token_temperatures(),
-                            code_bias=self._code_bias(code_logits.shape[-1]), tied=_EYELIDS)
+                            code_bias=self._code_bias(code_logits.shape[-1]), tied=_EYELIDS,
+                            base_uniforms=uniforms)
 
     def _token_temperatures(self) -> float | F32 | None:
         """The tokens' temperature: one value, or per channel when the eyelids have their own.

@@ -21,6 +21,7 @@ Two log-probabilities are returned per chunk, both exact sums over every sampled
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -32,9 +33,10 @@ I64 = NDArray[np.int64]
 # Defaults of the streaming policy and the evaluation: the code at full temperature (behaviour at
 # its natural rate), the tokens given the code cooler (see ``sample_chunk``), except the eyelids'
 # (``runtime.Policy``: a blink is a rare event in any one plan, and a cool draw all but never picks it).
-DEFAULT_TEMPERATURE, DEFAULT_TOP_P, DEFAULT_TOKEN_TEMPERATURE = 1.0, 1.0, 0.5
+DEFAULT_TEMPERATURE, DEFAULT_TOP_P, DEFAULT_TOKEN_TEMPERATURE = 1.0, 1.0, 0.7
 DEFAULT_EYELID_TEMPERATURE = 1.0
 DEFAULT_CODE_PERSISTENCE = 3.0
+DEFAULT_LEVEL_NOISE_TAU_S = 1.0
 
 
 def log_softmax(logits: NDArray, axis: int = -1) -> NDArray[np.float64]:
@@ -90,9 +92,12 @@ def sampling_log_probs(logits: NDArray, temperature: float, top_p: float) -> NDA
 
 
 def sample_categorical(logits: NDArray, rng: np.random.Generator, temperature: float = 1.0,
-                       top_p: float = 1.0, prefilter: int = 32) -> tuple[I64, NDArray[np.float64],
-                                                                          NDArray[np.float64]]:
+                       top_p: float = 1.0, prefilter: int = 32,
+                       uniforms: ArrayLike | None = None) -> tuple[I64, NDArray[np.float64], NDArray[np.float64]]:
     """Sample every row of ``logits`` (..., V).
+
+    Each row is an inverse-CDF draw at one uniform number: fresh from ``rng``, or given per row
+    in ``uniforms`` (shape ``(...)``, values in [0, 1)), e.g. by :class:`LevelNoise`.
 
     Returns (choices (...), log-prob under the sampling distribution, log-prob under the model).
     The bulk arithmetic is float32 (this runs at 30 Hz on a small CPU, where every numpy call
@@ -115,7 +120,13 @@ def sample_categorical(logits: NDArray, rng: np.random.Generator, temperature: f
         choice = np.argmax(x, axis=1)
         sample_lp = np.zeros(len(x))
     else:
-        u = rng.random(len(x))  # one uniform per row, in C order: the stream is fixed
+        if uniforms is None:
+            u = rng.random(len(x))  # one uniform per row, in C order: the stream is fixed
+        else:
+            u = np.asarray(uniforms, np.float64).reshape(-1)
+            if u.shape != (len(x),) or not ((u >= 0) & (u < 1)).all():
+                raise ValueError(f"uniforms must hold one value in [0, 1) per row ({lead}), got shape "
+                                 f"{np.shape(uniforms)}")
         weights = exp_x if temperature == 1.0 else np.exp(x * np.float32(1.0 / temperature))
         total = weights.sum(axis=1)
         if top_p >= 1.0 or v <= 2 * prefilter:
@@ -151,7 +162,8 @@ HeadFn = Callable[[F32, I64], tuple[F32, F32]]
 
 def sample_chunk(h: F32, code_logits: F32, head: HeadFn, rng: np.random.Generator, *, temperature: float = 1.0,
                  top_p: float = 1.0, token_temperature: float | ArrayLike | None = None,
-                 code_bias: ArrayLike | None = None, tied: Sequence[int] = ()) -> ChunkSample:
+                 code_bias: ArrayLike | None = None, tied: Sequence[int] = (),
+                 base_uniforms: ArrayLike | None = None) -> ChunkSample:
     """Code first, then every token given the code (``head(h, code)`` returns their logits).
 
     ``temperature`` and ``top_p`` apply to the code; the tokens are drawn at ``token_temperature``
@@ -168,6 +180,12 @@ def sample_chunk(h: F32, code_logits: F32, head: HeadFn, rng: np.random.Generato
     rarer) and copied to all of them. Drawn apart, the two eyelids close at different moments: a
     wink, never a blink. ``logp_sample`` counts a tied draw once; ``logp_model`` is still the model's log-probability
     of every channel's token. ``temperature`` 0 is greedy for all of it.
+
+    ``base_uniforms`` (B, 55) are the uniform numbers at which the base tokens (each channel's
+    level at the chunk's start) are drawn by inverse CDF, instead of fresh ones: with slowly
+    varying uniforms (:class:`LevelNoise`) consecutive plans draw nearby quantiles of their
+    distributions. Every draw still follows the distribution it is drawn from, so
+    ``logp_sample`` and ``logp_model`` are unchanged; consecutive chunks are no longer independent.
     """
     if code_bias is None:
         code, lp_s, lp_m = sample_categorical(code_logits, rng, temperature, top_p)
@@ -182,11 +200,11 @@ def sample_chunk(h: F32, code_logits: F32, head: HeadFn, rng: np.random.Generato
     if (temps < 0).any() or not np.isfinite(temps).all():
         raise ValueError(f"token_temperature must be finite and >= 0, got {token_temperature}")
     if temps.ndim == 0 and not tied:
-        base, bs, bm = sample_categorical(base_logits, rng, float(temps), top_p)
+        base, bs, bm = sample_categorical(base_logits, rng, float(temps), top_p, uniforms=base_uniforms)
         deltas, ds, dm = sample_categorical(delta_logits, rng, float(temps), top_p)
     else:
         base, deltas, bs, bm, ds, dm = _sample_tokens_per_channel(base_logits, delta_logits, rng, temps, top_p,
-                                                                  list(tied))
+                                                                  list(tied), base_uniforms)
     return ChunkSample(code, base, deltas,
                        lp_s + bs.sum(-1) + ds.sum((-1, -2)),
                        lp_m + bm.sum(-1) + dm.sum((-1, -2)))
@@ -201,7 +219,8 @@ def _model_log_prob(logits: NDArray, choice: I64) -> NDArray[np.float64]:
 
 
 def _sample_tokens_per_channel(base_logits: F32, delta_logits: F32, rng: np.random.Generator,
-                               temps: NDArray[np.float64], top_p: float, tied: list[int]) -> tuple[NDArray, ...]:
+                               temps: NDArray[np.float64], top_p: float, tied: list[int],
+                               base_uniforms: ArrayLike | None = None) -> tuple[NDArray, ...]:
     """``sample_chunk``'s tokens with per-channel temperatures and tied channels: (base, deltas,
     their sampling and model log-probabilities (base, base, deltas, deltas)).
 
@@ -216,7 +235,8 @@ def _sample_tokens_per_channel(base_logits: F32, delta_logits: F32, rng: np.rand
     if tied and len(set(temps[tied].tolist())) != 1:
         raise ValueError(f"tied channels {tied} must share one token temperature, got {temps[tied].tolist()}")
     drawn = []
-    for logits in (np.asarray(base_logits, np.float32), np.asarray(delta_logits, np.float32)):
+    for logits, uniforms in ((np.asarray(base_logits, np.float32), base_uniforms),
+                             (np.asarray(delta_logits, np.float32), None)):
         x = logits.copy()
         if tied:
             x[..., tied, :] = x[..., tied, :].mean(axis=-2, keepdims=True)
@@ -229,10 +249,65 @@ def _sample_tokens_per_channel(base_logits: F32, delta_logits: F32, rng: np.rand
         if greedy.all():  # temperature 0 consumes no randomness
             choice, lp_sample = x.argmax(axis=-1), np.zeros(x.shape[:-1])
         else:
-            choice, lp_sample, _ = sample_categorical(x, rng, 1.0, top_p)
+            choice, lp_sample, _ = sample_categorical(x, rng, 1.0, top_p, uniforms=uniforms)
         if tied:
             choice[..., tied] = choice[..., tied[:1]]
             lp_sample[..., tied[1:]] = 0.0  # one draw for the group
         drawn += [choice, lp_sample, _model_log_prob(logits, choice)]
     base, bs, bm, deltas, ds, dm = drawn
     return base, deltas, bs, bm, ds, dm
+
+
+class LevelNoise:
+    """Slowly varying uniform numbers, one per channel, for drawing each plan's base tokens.
+
+    Drawn afresh at every plan, the level of every channel jumps to a new, independent quantile
+    of its distribution several times a second: averaged by the blending and the output filter
+    this is both restless and *flatter* than the data (the spread of gaze, head sway and brows
+    is averaged away). Here the quantile itself moves slowly: a Gaussian AR(1) process per
+    channel, ``z_k = rho z_{k-1} + sqrt(1 - rho^2) e_k``, ``e_k ~ N(0, 1)``, mapped to a uniform
+    by the normal CDF, ``u = Phi(z)``. Each ``u`` is uniform on its own, so every draw follows
+    the model's distribution at that plan, while the face wanders through it at the pace of
+    ``rho`` (a Gaussian copula; the same idea as the temporally correlated exploration noise of
+    Eberhard et al., ICLR 2023, "Pink Noise Is All You Need"). When the model's distribution
+    moves (a smile is due), the drawn level moves with it at once.
+
+    ``rho`` (55,) is the correlation from one plan to the next per channel (0: independent, as
+    without this class); ``partner`` (55,) maps a channel to the one whose number it shares
+    (``expression.yoked_partner``: the two sides of a smile rise together, the eyes turn together).
+    """
+
+    def __init__(self, rho: ArrayLike, partner: ArrayLike) -> None:
+        self.rho = np.asarray(rho, np.float64)
+        self.partner = np.asarray(partner, np.int64)
+        if self.rho.ndim != 1 or self.partner.shape != self.rho.shape:
+            raise ValueError(f"rho and partner need one value per channel, got {self.rho.shape}, {self.partner.shape}")
+        if not ((self.rho >= 0) & (self.rho < 1)).all():
+            raise ValueError(f"rho must be in [0, 1), got {self.rho}")
+        self.source = np.minimum(np.arange(len(self.rho)), self.partner)  # one number per yoked group
+        self._z: NDArray[np.float64] | None = None
+
+    @classmethod
+    def for_plans(cls, tau_s: float, plan_interval_s: float, partner: ArrayLike,
+                  fresh: Sequence[int] = ()) -> LevelNoise:
+        """Correlation time ``tau_s`` between plans ``plan_interval_s`` apart; ``fresh`` channels uncorrelated."""
+        if tau_s < 0 or plan_interval_s <= 0:
+            raise ValueError(f"need tau_s >= 0 and plan_interval_s > 0, got {tau_s}, {plan_interval_s}")
+        n = len(np.asarray(partner))
+        rho = np.full(n, np.exp(-plan_interval_s / tau_s) if tau_s > 0 else 0.0)
+        rho[list(fresh)] = 0.0
+        return cls(rho, partner)
+
+    def reset(self) -> None:
+        self._z = None
+
+    def next(self, rng: np.random.Generator) -> NDArray[np.float64]:
+        """The uniforms (55,) for the next plan."""
+        e = rng.standard_normal(len(self.rho))
+        if self._z is None:
+            self._z = e
+        else:
+            self._z = self.rho * self._z + np.sqrt(1.0 - self.rho ** 2) * e
+        z = self._z[self.source]
+        u = np.array([0.5 * math.erfc(-v / math.sqrt(2.0)) for v in z])
+        return np.minimum(u, np.nextafter(1.0, 0.0))

@@ -40,14 +40,19 @@ def test_step_outputs_valid_frames_and_replans_on_schedule(saved):
     np.testing.assert_array_equal(policy.inputs()["listener_past"][0, -1], outs[-1 - policy.cfg.history_delay])
 
 
-def _codes(policy, n=60):
-    codes = []
+def _plans(policy, n=60):
+    """The ChunkSample of every plan made while stepping through ``n`` observations."""
+    plans = []
     for obs in _observations(n):
         before = policy.last_sample
         policy.step(obs)
         if policy.last_sample is not before:
-            codes.append(int(policy.last_sample.code[0]))
-    return codes
+            plans.append(policy.last_sample)
+    return plans
+
+
+def _codes(policy, n=60):
+    return [int(p.code[0]) for p in _plans(policy, n)]
 
 
 def test_code_persistence_keeps_the_behaviour_and_eyelids_move_together(saved):
@@ -63,16 +68,6 @@ def test_code_persistence_keeps_the_behaviour_and_eyelids_move_together(saved):
         Policy.load(saved[2], "onnxruntime", code_persistence=-1.0)
 
 
-def _base_tokens(policy, n=80):
-    bases = []
-    for obs in _observations(n):
-        before = policy.last_sample
-        policy.step(obs)
-        if policy.last_sample is not before:
-            bases.append(policy.last_sample.base[0].copy())
-    return np.array(bases)
-
-
 def test_level_noise_makes_levels_wander_instead_of_jumping(saved):
     eyelids = [ex.index("eyeBlinkLeft"), ex.index("eyeBlinkRight")]
     others = np.setdiff1d(np.arange(ex.DIM), eyelids)
@@ -80,7 +75,7 @@ def test_level_noise_makes_levels_wander_instead_of_jumping(saved):
     for tau in (0.0, 30.0):
         policy = Policy.load(saved[2], "onnxruntime", code_persistence=20.0, token_temperature=1.0,
                              level_noise_tau_s=tau, seed=4)
-        bases = _base_tokens(policy)
+        bases = np.array([p.base[0] for p in _plans(policy, 80)])
         steps[tau] = np.abs(np.diff(bases, axis=0)).mean(axis=0)
     # Same code throughout (persistence 20): only the context and the noise move the levels.
     assert steps[30.0][others].mean() < 0.5 * steps[0.0][others].mean()

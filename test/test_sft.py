@@ -105,6 +105,40 @@ def test_resume_continues_and_refuses_other_data(tiny_data, tmp_path):
         train(_cfg(other, out, steps=50, export_onnx=False))
 
 
+def test_history_augmentation_hides_or_rescales_the_history_and_never_the_target(tiny_data):
+    import torch
+
+    from face_expr_ros.learning.dataset import WindowDataset
+    from face_expr_ros.learning.sft import make_batch
+    from face_expr_ros.policy.tokenizer import ActionTokenizer
+
+    ds = WindowDataset(tiny_data, "train", window=16, horizon=8)
+    raw = torch.utils.data.default_collate([ds[i] for i in range(0, len(ds), max(1, len(ds) // 48))])
+    tok = ActionTokenizer.fit(np.concatenate([c.arrays["listener_expression"] for c in ds.conversations]), horizon=8)
+    texts, offsets = torch.zeros(10_000, 384), torch.zeros(len(ds.conversations), dtype=torch.long)
+    plain = make_batch(raw, tok, texts, offsets, torch.device("cpu"))
+    noisy = make_batch(raw, tok, texts, offsets, torch.device("cpu"), history_dropout=0.5,
+                       generator=torch.Generator().manual_seed(0), history_gain_noise=0.5)
+    assert torch.equal(noisy["base"], plain["base"]) and torch.equal(noisy["deltas"], plain["deltas"])
+    assert torch.equal(noisy["speaker"], plain["speaker"])
+    past, shown = plain["listener_past"], noisy["listener_past"]
+    hidden = (shown == 0).flatten(1).all(1) & (past != 0).flatten(1).any(1)
+    assert 0 < int(hidden.sum()) < len(past)  # about half the windows hidden
+    # The others: each channel scaled by one positive gain over the window, yoked partners alike.
+    kept = ~(shown == 0).flatten(1).all(1)
+    ratio = shown[kept] / torch.where(past[kept] == 0, torch.ones_like(past[kept]), past[kept])
+    moving = (past[kept] != 0).all(1)  # (windows, channels) with no exact zero in the window
+    gains = ratio[:, 0, :]
+    per_frame = ratio.transpose(1, 2)[moving]  # (pairs, frames)
+    torch.testing.assert_close(per_frame, gains[moving][:, None].expand_as(per_frame), rtol=1e-4, atol=1e-5)
+    g = gains[moving].log()
+    assert 0.3 < float(g.std()) < 0.7 and (gains[moving] > 0).all()
+    left, right = ex.index("mouthSmileLeft"), ex.index("mouthSmileRight")
+    both = moving[:, left] & moving[:, right]
+    assert int(both.sum()) > 0
+    torch.testing.assert_close(gains[both, left], gains[both, right])
+
+
 def test_cli_arguments():
     cfg = parse_args(["--data", "d", "--out", "o", "--steps", "7", "--text", "none", "--arch", '{"d_model": 64}'])
     assert cfg.steps == 7 and cfg.text == "none" and cfg.arch == {"d_model": 64} and cfg.resume

@@ -71,6 +71,7 @@ class SFTConfig:
     grad_clip: float = 1.0
     smooth_weight: float = 0.1
     history_dropout: float = 0.25  # share of training windows whose own-action history is hidden
+    history_gain_noise: float = 0.0  # sigma of the log-normal per-channel gain on the own-action history
     stride: int = 4
     text: str = "minilm"  # "minilm" or "none"
     text_encoder_dir: str = str(default_encoder_dir())
@@ -165,13 +166,22 @@ class SFTObjective(nn.Module):
 
 def make_batch(raw: dict[str, Tensor], tok: ActionTokenizer, texts: Tensor, offsets: Tensor,
                device: torch.device, history_dropout: float = 0.0,
-               generator: torch.Generator | None = None) -> dict[str, Tensor]:
+               generator: torch.Generator | None = None, history_gain_noise: float = 0.0) -> dict[str, Tensor]:
     """Dataset windows -> network inputs + target tokens.
 
     ``history_dropout`` hides the listener's own past actions (zeros) in that share of the
     windows. Without it the network learns to copy its last frame, which is nearly always right
     on recorded data, and at run time, fed its own outputs, it then stays where it started (the
     "copycat" failure of behaviour cloning with action history; Wen et al., NeurIPS 2020).
+
+    ``history_gain_noise`` scales each channel of the shown history by ``exp(sigma * N(0, 1))``
+    (one gain per window and channel, shared by yoked partners, ``expression.yoked_partner``)
+    while the target stays the recorded continuation. At run time the history is the policy's
+    own output, whose amplitude is off by sampling noise; trained on exact histories, the network
+    reads a too-large smile as a wide-smiling listener and continues it, and the error feeds back.
+    Perturbed histories with unperturbed targets teach it to take the amplitude from the context
+    and pull back towards it: noise injection into the demonstrations' state, as in DART
+    (Laskey et al., CoRL 2017), applied to the part of the state the policy produces itself.
     """
     base, deltas = tok.encode_chunk(raw["target"].numpy())
     batch = {k: raw[k] for k in ("speaker", "face_present", "audio", "since_word", "listener_past")}
@@ -179,6 +189,10 @@ def make_batch(raw: dict[str, Tensor], tok: ActionTokenizer, texts: Tensor, offs
         hide = torch.rand(len(raw["listener_past"]), generator=generator) < history_dropout
         batch["listener_past"] = torch.where(hide[:, None, None], torch.zeros_like(raw["listener_past"]),
                                              raw["listener_past"])
+    if history_gain_noise > 0:
+        gain = torch.exp(history_gain_noise * torch.randn(len(raw["listener_past"]), ex.DIM, generator=generator))
+        gain = gain[:, torch.from_numpy(np.minimum(np.arange(ex.DIM), ex.yoked_partner()))]
+        batch["listener_past"] = batch["listener_past"] * gain[:, None, :]
     batch["text"] = texts[offsets[raw["conversation"]] + raw["words_heard"]]
     batch["base"], batch["deltas"] = torch.from_numpy(base), torch.from_numpy(deltas)
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -336,7 +350,8 @@ def train(cfg: SFTConfig) -> Path:
         lr = lr_at(step, cfg)
         for group in optim.param_groups:
             group["lr"] = lr
-        batch = make_batch(next(stream), tok, texts, offsets, device, cfg.history_dropout, dropout_rng)
+        batch = make_batch(next(stream), tok, texts, offsets, device, cfg.history_dropout, dropout_rng,
+                           cfg.history_gain_noise)
         loss, nll, smooth = model(batch)
         optim.zero_grad(set_to_none=True)
         loss.backward()
@@ -382,7 +397,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                  "stride"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name),
                        help=f"(default {getattr(defaults, name)})")
-    for name in ("lr", "min_lr", "weight_decay", "grad_clip", "smooth_weight", "history_dropout"):
+    for name in ("lr", "min_lr", "weight_decay", "grad_clip", "smooth_weight", "history_dropout",
+                 "history_gain_noise"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name),
                        help=f"(default {getattr(defaults, name)})")
     p.add_argument("--text", choices=("minilm", "none"), default=defaults.text,
@@ -397,7 +413,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(a: argparse.Namespace) -> SFTConfig:
     names = ("data", "out", "steps", "batch_size", "lr", "min_lr", "warmup", "weight_decay", "grad_clip",
-             "smooth_weight", "history_dropout", "stride", "text", "text_encoder_dir", "log_every", "eval_every",
+             "smooth_weight", "history_dropout", "history_gain_noise", "stride", "text", "text_encoder_dir",
+             "log_every", "eval_every",
              "save_every", "eval_batches", "seed")
     return SFTConfig(**{n: getattr(a, n) for n in names}, resume=not a.no_resume, progress=not a.no_progress,
                      export_onnx=not a.no_onnx, arch=json.loads(a.arch))

@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""What has the policy learned? Open-loop probes on recorded windows, no sampling, no runtime.
+
+Closed-loop scores (``face-expr eval``) say *that* a policy falls short; these probes say *where*.
+Both read the network on recorded windows of a split (inputs and own-action history as in
+training, ``learning/dataset.py``):
+
+1. **Nats over the marginal**, per channel group and token kind: the mean log-probability the
+   model gives each recorded token (per token, the mixture over codes, ``sum_z p(z|x) p(tok|x,z)``)
+   minus the log-probability of the token's frequency in the *training* split. 0 means the
+   network has learned nothing about that token from the context; the model's total per-token
+   NLL hides this, because the level of a channel (base token) and its motion within the chunk
+   (step tokens) differ by an order of magnitude in difficulty.
+2. **Nod timing**: the expected head-pitch change over the first half of the chunk (keyframe 0
+   to frame 4; > 0 = chin going down) against the time since the last backchannel-relevant
+   pause began, for the recorded listeners and for the model's expectation. The data's
+   listeners nod 0.15-0.5 s after such a pause starts; a policy that has learned this shows the
+   same bump.
+
+    .venv/bin/python benchmarks/probe_policy.py --model-dir models/policy --data data/synth --split val
+
+Prints two tables and writes ``benchmarks/results/policy_probe.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from face_expr_ros import expression as ex
+from face_expr_ros.eval.baselines import timeline_of
+from face_expr_ros.learning.dataset import WindowDataset
+from face_expr_ros.learning.sft import make_batch, text_table
+from face_expr_ros.learning.shards import read_manifest
+from face_expr_ros.perception.text_encoder import default_encoder_dir
+from face_expr_ros.policy.model_dir import load_policy
+from face_expr_ros.policy.network import INPUT_NAMES
+from face_expr_ros.policy.tokenizer import ActionTokenizer
+
+GROUPS: dict[str, tuple[str, ...]] = {
+    "eyelids": ("eyeBlink",),
+    "gaze": ("eyeLook",),
+    "eyes other": ("eyeSquint", "eyeWide"),
+    "brows": ("brow",),
+    "mouth/cheeks": ("mouth", "cheek", "nose", "tongue"),
+    "jaw": ("jaw",),
+    "head": ("head",),
+}
+LAG_EDGES_S = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 3.0, float("inf"))
+
+
+def group_of(name: str) -> str:
+    return next(g for g, prefixes in GROUPS.items() if name.startswith(prefixes))
+
+
+def token_counts(ds: WindowDataset, tok: ActionTokenizer, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel, how often each base bin and each step occurs in the windows of ``ds``."""
+    n_steps = len(tok.delta_steps)
+    base_counts = np.zeros((ex.DIM, tok.n_bins))
+    step_counts = np.zeros((ex.DIM, n_steps))
+    for start in range(0, len(ds), batch_size):
+        targets = np.stack([ds[k]["target"].numpy() for k in range(start, min(len(ds), start + batch_size))])
+        base, deltas = tok.encode_chunk(targets)
+        for i in range(ex.DIM):
+            base_counts[i] += np.bincount(base[:, i], minlength=tok.n_bins)
+            step_counts[i] += np.bincount(deltas[:, :, i].ravel(), minlength=n_steps)
+    return base_counts, step_counts
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model-dir", type=Path, default=Path("models/policy"))
+    p.add_argument("--data", type=Path, default=Path("data/synth"))
+    p.add_argument("--split", default="val")
+    p.add_argument("--windows", type=int, default=4000, help="recorded windows to probe (default 4000)")
+    p.add_argument("--cache", type=Path, default=Path("runs/probe"), help="where the transcript embeddings are cached")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/policy_probe.json"))
+    args = p.parse_args()
+    torch.set_num_threads(1)
+
+    bundle = load_policy(args.model_dir, need_onnx=False)
+    net, tok, cfg = bundle.net.eval(), bundle.tokenizer, bundle.config
+    windows = {"window": cfg.window, "horizon": cfg.horizon, "history_delay": cfg.history_delay}
+    # Frequencies from the training split (smoothed by one count): the no-context reference.
+    base_counts, step_counts = token_counts(WindowDataset(args.data, "train", stride=8, **windows), tok)
+    log_base_marginal = np.log((base_counts + 1) / (base_counts + 1).sum(1, keepdims=True))
+    log_step_marginal = np.log((step_counts + 1) / (step_counts + 1).sum(1, keepdims=True))
+
+    ds = WindowDataset(args.data, args.split, stride=2, **windows)
+    text_mode = bundle.meta.get("text", "minilm")
+    texts, offsets = text_table(ds, text_mode, str(default_encoder_dir()), args.cache / f"text_{args.split}.npz",
+                                read_manifest(args.data).data_hash(), True)
+    pause_starts = [np.array([p.start for p in timeline_of(c).backchannel_places(0.3)]) for c in ds.conversations]
+    chosen = np.random.default_rng(0).choice(len(ds), size=min(args.windows, len(ds)), replace=False)
+    pitch = ex.index("headPitch")
+    step_values = torch.tensor(np.asarray(tok.delta_steps, np.float32) * tok.width[pitch])
+    gained_base, gained_step, lags, rise_data, rise_model = [], [], [], [], []
+    for start in tqdm(range(0, len(chosen), 250), desc="probe", unit="batch"):
+        rows = [int(k) for k in chosen[start:start + 250]]
+        raw = torch.utils.data.default_collate([ds[k] for k in rows])
+        batch = make_batch(raw, tok, texts, offsets, torch.device("cpu"))
+        with torch.no_grad():
+            h, code_logits = net.encode(*(batch[n] for n in INPUT_NAMES))
+            base_logits, delta_logits = net.head_all_codes(h)  # (B, K, 55, n_bins), (B, K, M-1, 55, S)
+        log_z = F.log_softmax(code_logits, -1)
+        base = batch["base"]  # (B, 55)
+        deltas = batch["deltas"]  # (B, M-1, 55)
+        lp_base = F.log_softmax(base_logits, -1).gather(-1, base[:, None, :, None].expand(-1, log_z.shape[1], -1, 1))
+        lp_base = torch.logsumexp(log_z[:, :, None] + lp_base[..., 0], dim=1)  # (B, 55)
+        lp_step = F.log_softmax(delta_logits, -1).gather(
+            -1, deltas[:, None, :, :, None].expand(-1, log_z.shape[1], -1, -1, 1))
+        lp_step = torch.logsumexp(log_z[:, :, None, None] + lp_step[..., 0], dim=1)  # (B, M-1, 55)
+        channels = np.arange(ex.DIM)
+        gained_base.append(lp_base.numpy() - log_base_marginal[channels, base.numpy()])
+        gained_step.append((lp_step.numpy() - log_step_marginal[channels[None, None], deltas.numpy()]).mean(1))
+        # Expected pitch change to frame 4 (keyframe 2), mixed over codes.
+        p_z = log_z.exp()
+        expected_steps = (F.softmax(delta_logits[:, :, :, pitch], -1) * step_values).sum(-1)  # (B, K, M-1)
+        rise_model.append((p_z[..., None] * expected_steps.cumsum(-1)).sum(1)[:, 1].numpy())
+        rise_data.append((raw["target"][:, 4, pitch] - raw["target"][:, 0, pitch]).numpy())
+        for k in rows:
+            where = ds.index[k]
+            now = where.tau / ex.FPS
+            earlier = pause_starts[where.conversation][pause_starts[where.conversation] <= now]
+            lags.append(now - earlier[-1] if len(earlier) else float("inf"))
+
+    gb, gs = np.concatenate(gained_base), np.concatenate(gained_step)
+    groups = [group_of(n) for n in ex.EXPRESSION_NAMES]
+    gain_table = {g: {"base_nats": float(gb[:, [i for i, x in enumerate(groups) if x == g]].mean()),
+                      "step_nats": float(gs[:, [i for i, x in enumerate(groups) if x == g]].mean())} for g in GROUPS}
+    gain_table["all"] = {"base_nats": float(gb.mean()), "step_nats": float(gs.mean())}
+    print(f"\nNats per token over the training split's token frequencies ({args.split}, {len(chosen)} windows)")
+    print(f"{'group':14s} {'base (level)':>13s} {'steps (motion)':>15s}")
+    for g, row in gain_table.items():
+        print(f"{g:14s} {row['base_nats']:13.3f} {row['step_nats']:15.3f}")
+
+    lags_a, rd, rm = np.array(lags), np.concatenate(rise_data), np.concatenate(rise_model)
+    timing = []
+    print("\nHead pitch change over the first 4 frames (mrad) vs time since a backchannel pause began")
+    print(f"{'since pause (s)':>16s} {'windows':>8s} {'recorded':>9s} {'model':>7s}")
+    for lo, hi in itertools.pairwise(LAG_EDGES_S):
+        sel = (lags_a > lo) & (lags_a <= hi)
+        row = {"from_s": lo, "to_s": hi, "windows": int(sel.sum()),
+               "recorded_mrad": float(1000 * rd[sel].mean()) if sel.any() else None,
+               "model_mrad": float(1000 * rm[sel].mean()) if sel.any() else None}
+        timing.append(row)
+        if sel.any():
+            print(f"{lo:7.1f}-{hi:<8.1f} {row['windows']:8d} {row['recorded_mrad']:+9.2f} {row['model_mrad']:+7.2f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"model_dir": str(args.model_dir), "data": str(args.data), "split": args.split,
+                                    "windows": len(chosen), "nats_over_marginal": gain_table,
+                                    "nod_timing": timing}, indent=1) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

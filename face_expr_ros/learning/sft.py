@@ -241,6 +241,10 @@ def train(cfg: SFTConfig) -> Path:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     is_main = rank == 0
     torch.manual_seed(cfg.seed + rank)
+    # As weights settle, many gradients become subnormal floats, which x86 CPUs compute in
+    # microcode: measured here, a step took 0.57 s at the start and 1.25 s after 900 steps,
+    # the backward pass alone 0.60 s against 0.29 s with them flushed to zero.
+    torch.set_flush_denormal(True)
     np.random.seed(cfg.seed + rank)
     out = Path(cfg.out)
     if is_main:

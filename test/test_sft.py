@@ -139,6 +139,44 @@ def test_history_augmentation_hides_or_rescales_the_history_and_never_the_target
     torch.testing.assert_close(gains[both, left], gains[both, right])
 
 
+def test_expected_chunk_and_motion_term(tiny_data):
+    """The expected chunk of a (nearly) certain mixture is the tokenizer's decoding of its tokens,
+    and the motion term is the squared error of the expected motion in units of motion_scale."""
+    import torch
+
+    from face_expr_ros.learning.dataset import WindowDataset
+    from face_expr_ros.learning.sft import SFTObjective, make_batch
+    from face_expr_ros.policy.fixtures import make_net
+    from face_expr_ros.policy.network import PolicyConfig
+    from face_expr_ros.policy.tokenizer import ActionTokenizer
+
+    ds = WindowDataset(tiny_data, "val", window=16, horizon=8, history_delay=2)
+    tok = ActionTokenizer.fit(np.concatenate([c.arrays["listener_expression"] for c in ds.conversations]), horizon=8)
+    net = make_net(PolicyConfig(**{**TINY_ARCH, "audio_dim": 12, "history_delay": 2}), seed=5)
+    scale = np.linspace(0.5, 2.0, ex.DIM).astype(np.float32)
+    objective = SFTObjective(net, tok, smooth_weight=0.0, motion_weight=2.0, motion_scale=scale)
+    # Certain tokens (one code, logit +60 on one class): the expectation is the decoded chunk.
+    rng = np.random.default_rng(0)
+    base = rng.integers(100, 156, size=(2, ex.DIM))
+    deltas = rng.integers(tok.zero_delta - 3, tok.zero_delta + 4, size=(2, tok.n_keyframes - 1, ex.DIM))
+    base_logits = 60 * torch.nn.functional.one_hot(torch.from_numpy(base), tok.n_bins).float()[:, None]
+    delta_logits = 60 * torch.nn.functional.one_hot(torch.from_numpy(deltas), tok.n_deltas).float()[:, None]
+    expected = objective.expected_chunk(torch.zeros(2, 1), base_logits, delta_logits)
+    moving = ~tok.constant
+    np.testing.assert_allclose(expected.numpy()[:, :, moving], tok.decode_chunk(base, deltas)[:, :, moving], atol=1e-5)
+    # The motion term, recomputed from the expected chunk of the network's own logits.
+    raw = torch.utils.data.default_collate([ds[i] for i in range(0, len(ds), 7)])
+    batch = make_batch(raw, tok, torch.zeros(10_000, 384), torch.zeros(4, dtype=torch.long), torch.device("cpu"))
+    with torch.no_grad():
+        loss, nll, _ = objective(batch)
+        h, code_logits = net.encode(*(batch[n] for n in ("speaker", "face_present", "audio", "since_word", "text",
+                                                          "listener_past")))
+        chunk = objective.expected_chunk(torch.log_softmax(code_logits, -1), *net.head_all_codes(h))
+    target = batch["target"]
+    moved = (chunk[:, 1:] - chunk[:, :1]) - (target[:, 1:] - target[:, :1])
+    torch.testing.assert_close(loss - nll, 2.0 * (moved / torch.from_numpy(scale)).pow(2).mean())
+
+
 def test_cli_arguments():
     cfg = parse_args(["--data", "d", "--out", "o", "--steps", "7", "--text", "none", "--arch", '{"d_model": 64}'])
     assert cfg.steps == 7 and cfg.text == "none" and cfg.arch == {"d_model": 64} and cfg.resume

@@ -70,6 +70,7 @@ class SFTConfig:
     weight_decay: float = 0.05
     grad_clip: float = 1.0
     smooth_weight: float = 0.1
+    motion_weight: float = 0.0  # weight of the expected-motion matching term (see SFTObjective)
     history_dropout: float = 0.25  # share of training windows whose own-action history is hidden
     history_gain_noise: float = 0.0  # sigma of the log-normal per-channel gain on the own-action history
     stride: int = 4
@@ -138,14 +139,27 @@ def text_table(ds: WindowDataset, mode: str, encoder_dir: str, cache: Path, data
 class SFTObjective(nn.Module):
     """Wraps the policy so that one ``forward`` (what DDP synchronises) computes the whole loss."""
 
-    def __init__(self, net: ListenerPolicy, tok: ActionTokenizer, smooth_weight: float) -> None:
+    def __init__(self, net: ListenerPolicy, tok: ActionTokenizer, smooth_weight: float,
+                 motion_weight: float = 0.0, motion_scale: np.ndarray | None = None) -> None:
         super().__init__()
-        self.net, self.smooth_weight = net, smooth_weight
+        self.net, self.smooth_weight, self.motion_weight = net, smooth_weight, motion_weight
+        scale = np.ones(ex.DIM, np.float32) if motion_scale is None else np.asarray(motion_scale, np.float32)
+        self.register_buffer("motion_scale", torch.from_numpy(scale))  # (55,) spread of a channel's change
         self.n_tokens = ex.DIM * tok.n_keyframes
         self.register_buffer("centers", torch.from_numpy(tok.centers))  # (55, n_bins)
         steps = np.asarray(tok.delta_steps, np.float32)[None, :] * tok.width[:, None]
         self.register_buffer("step_values", torch.from_numpy(steps.astype(np.float32)))  # (55, S)
         self.register_buffer("interp", torch.from_numpy(tok.interpolation))  # (H, M)
+
+    def expected_chunk(self, log_z: Tensor, base_logits: Tensor, delta_logits: Tensor) -> Tensor:
+        """The chunk (B, H, 55) the mixture decodes to on average (the tokenizer's decoding is
+        linear in the keyframe values, so it is the decoding of the expected keyframes; steps that
+        would leave the bin range are not clipped here)."""
+        e_base = (F.softmax(base_logits, -1) * self.centers).sum(-1).unsqueeze(2)  # (B, K, 1, 55)
+        e_step = (F.softmax(delta_logits, -1) * self.step_values).sum(-1)  # (B, K, M-1, 55)
+        keys = torch.cat([e_base, e_base + e_step.cumsum(2)], dim=2)  # (B, K, M, 55)
+        frames = self.interp @ keys  # (B, K, H, 55)
+        return (log_z.exp()[..., None, None] * frames).sum(1)
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         net = self.net
@@ -154,14 +168,19 @@ class SFTObjective(nn.Module):
         log_z, lp_tokens = net.token_log_probs(code_logits, base_logits, delta_logits, batch["base"],
                                                batch["deltas"])
         nll = -torch.logsumexp(log_z + lp_tokens, dim=-1).mean() / self.n_tokens
-        # Expected chunk: E[keyframe 0] from bin centres, later keyframes add expected steps.
-        e_base = (F.softmax(base_logits, -1) * self.centers).sum(-1).unsqueeze(2)  # (B, K, 1, 55)
-        e_step = (F.softmax(delta_logits, -1) * self.step_values).sum(-1)  # (B, K, M-1, 55)
-        keys = torch.cat([e_base, e_base + e_step.cumsum(2)], dim=2)  # (B, K, M, 55)
-        frames = self.interp @ keys  # (B, K, H, 55)
-        expected = (log_z.exp()[..., None, None] * frames).sum(1)  # (B, H, 55)
+        expected = self.expected_chunk(log_z, base_logits, delta_logits)
         smooth = (expected[:, 1:] - expected[:, :-1]).pow(2).sum(-1).mean()
-        return nll + self.smooth_weight * smooth, nll, smooth
+        loss = nll + self.smooth_weight * smooth
+        if self.motion_weight > 0:
+            # The mixture's expected motion within the chunk against the recorded one, per channel
+            # in units of the channel's typical change. Its minimiser is the true conditional mean,
+            # as the likelihood's is the true distribution, so the two agree at the optimum; but a
+            # late nod costs a few hundredths of a nat among 275 tokens of cross-entropy and a
+            # large squared error here, a dense signal for the timing the likelihood leaves unlearned
+            # (docs/policy.md, "What the network has learned").
+            moved = (expected[:, 1:] - expected[:, :1]) - (batch["target"][:, 1:] - batch["target"][:, :1])
+            loss = loss + self.motion_weight * (moved / self.motion_scale).pow(2).mean()
+        return loss, nll, smooth
 
 
 def make_batch(raw: dict[str, Tensor], tok: ActionTokenizer, texts: Tensor, offsets: Tensor,
@@ -195,6 +214,7 @@ def make_batch(raw: dict[str, Tensor], tok: ActionTokenizer, texts: Tensor, offs
         batch["listener_past"] = batch["listener_past"] * gain[:, None, :]
     batch["text"] = texts[offsets[raw["conversation"]] + raw["words_heard"]]
     batch["base"], batch["deltas"] = torch.from_numpy(base), torch.from_numpy(deltas)
+    batch["target"] = raw["target"]
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
@@ -272,7 +292,9 @@ def train(cfg: SFTConfig) -> Path:
     net = ListenerPolicy(arch)
     net.audio_mean.copy_(torch.from_numpy(audio.mean(0)))
     net.audio_std.copy_(torch.from_numpy(np.maximum(audio.std(0), 1e-3)))
-    objective = SFTObjective(net, tok, cfg.smooth_weight).to(device)
+    half_chunk = arch.horizon // 2  # the typical change of a channel over half a chunk, floored
+    motion_scale = np.maximum(np.std(actions[half_chunk:] - actions[:-half_chunk], axis=0), 1e-3)
+    objective = SFTObjective(net, tok, cfg.smooth_weight, cfg.motion_weight, motion_scale).to(device)
     decay = [p for n, p in net.named_parameters() if p.ndim >= 2 and n not in ("pos",)]
     no_decay = [p for n, p in net.named_parameters() if not (p.ndim >= 2 and n not in ("pos",))]
     optim = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -401,7 +423,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                  "stride"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name),
                        help=f"(default {getattr(defaults, name)})")
-    for name in ("lr", "min_lr", "weight_decay", "grad_clip", "smooth_weight", "history_dropout",
+    for name in ("lr", "min_lr", "weight_decay", "grad_clip", "smooth_weight", "motion_weight", "history_dropout",
                  "history_gain_noise"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name),
                        help=f"(default {getattr(defaults, name)})")
@@ -417,8 +439,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(a: argparse.Namespace) -> SFTConfig:
     names = ("data", "out", "steps", "batch_size", "lr", "min_lr", "warmup", "weight_decay", "grad_clip",
-             "smooth_weight", "history_dropout", "history_gain_noise", "stride", "text", "text_encoder_dir",
-             "log_every", "eval_every",
+             "smooth_weight", "motion_weight", "history_dropout", "history_gain_noise", "stride", "text",
+             "text_encoder_dir", "log_every", "eval_every",
              "save_every", "eval_batches", "seed")
     return SFTConfig(**{n: getattr(a, n) for n in names}, resume=not a.no_resume, progress=not a.no_progress,
                      export_onnx=not a.no_onnx, arch=json.loads(a.arch))

@@ -55,6 +55,8 @@ from face_expr_ros.policy.network import INPUT_NAMES, ListenerPolicy, PolicyConf
 from face_expr_ros.policy.tokenizer import ActionTokenizer
 
 CHECKPOINT = "checkpoint"
+# For every channel, the lower index of its yoked pair (itself if none): one gain per pair.
+_YOKED_GAIN_INDEX = torch.from_numpy(np.minimum(np.arange(ex.DIM), ex.yoked_partner()))
 POLICY = "policy"
 
 
@@ -210,7 +212,7 @@ def make_batch(raw: dict[str, Tensor], tok: ActionTokenizer, texts: Tensor, offs
                                              raw["listener_past"])
     if history_gain_noise > 0:
         gain = torch.exp(history_gain_noise * torch.randn(len(raw["listener_past"]), ex.DIM, generator=generator))
-        gain = gain[:, torch.from_numpy(np.minimum(np.arange(ex.DIM), ex.yoked_partner()))]
+        gain = gain[:, _YOKED_GAIN_INDEX]
         batch["listener_past"] = batch["listener_past"] * gain[:, None, :]
     batch["text"] = texts[offsets[raw["conversation"]] + raw["words_heard"]]
     batch["base"], batch["deltas"] = torch.from_numpy(base), torch.from_numpy(deltas)

@@ -97,6 +97,9 @@ def main() -> None:
     text_mode = bundle.meta.get("text", "minilm")
     texts, offsets = text_table(ds, text_mode, str(default_encoder_dir()), args.cache / f"text_{args.split}.npz",
                                 read_manifest(args.data).data_hash(), True)
+    # Open loop on recorded windows: each window as its recorded listener's persona.
+    personas = torch.from_numpy(np.stack([bundle.persona.embed(c.arrays["listener_expression"])
+                                          for c in ds.conversations]))
     pause_starts = [np.array([p.start for p in timeline_of(c).backchannel_places(0.3)]) for c in ds.conversations]
     chosen = np.random.default_rng(0).choice(len(ds), size=min(args.windows, len(ds)), replace=False)
     pitch = ex.index("headPitch")
@@ -105,7 +108,7 @@ def main() -> None:
     for start in tqdm(range(0, len(chosen), 250), desc="probe", unit="batch"):
         rows = [int(k) for k in chosen[start:start + 250]]
         raw = torch.utils.data.default_collate([ds[k] for k in rows])
-        batch = make_batch(raw, tok, texts, offsets, torch.device("cpu"))
+        batch = make_batch(raw, tok, texts, offsets, personas, torch.device("cpu"))
         with torch.no_grad():
             h, code_logits = net.encode(*(batch[n] for n in INPUT_NAMES))
             base_logits, delta_logits = net.head_all_codes(h)  # (B, K, 55, n_bins), (B, K, M-1, 55, S)

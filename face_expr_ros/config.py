@@ -160,6 +160,9 @@ class PolicySettings(NodeSettings):
     smoothing_s: float = param(0.1, "Output low-pass time constant (s), eyelids excepted; 0 turns it off.",
                                low=0.0, high=2.0)
     seed: int = param(-1, "Sampling seed; -1 draws one at start-up.", low=-1, high=2**31 - 1)
+    persona: str = param(
+        "sample", "Who the listener is: 'sample' draws one of the training listeners with the seed, 'mean' is the "
+        "average listener, a number N is training listener N (docs/policy.md, 'Persona').")
     speaker_topic: str = param("/face_expr/speaker_expression", "Speaker expression in.")
     words_topic: str = param("/face_expr/words", "Recognised words with times in.")
     features_topic: str = param("/face_expr/audio_features", "Audio features in.")

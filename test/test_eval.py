@@ -130,8 +130,8 @@ def test_run_policy_streams_observations_greedy_is_deterministic(policy_dir):
     conv = tiny_conversation(2)
     policy = Policy.load(policy_dir, "onnxruntime", threads=1)
     rows = [None] * conv.n_frames
-    a = E.run_policy(policy, conv, rows, seed=1, temperature=0.0)
-    b = E.run_policy(policy, conv, rows, seed=2, temperature=0.0)
+    a = E.run_policy(policy, conv, rows, seed=1, temperature=0.0, persona="mean")
+    b = E.run_policy(policy, conv, rows, seed=2, temperature=0.0, persona="mean")
     c = E.run_policy(policy, conv, rows, seed=1, temperature=0.7)
     assert a.shape == (conv.n_frames, ex.DIM) and ex.is_valid(a)
     np.testing.assert_array_equal(a, b)

@@ -18,6 +18,7 @@ from face_expr_ros.policy.model_dir import (
     check_inputs,
     load_policy,
 )
+from face_expr_ros.policy.persona import PersonaSpace
 from face_expr_ros.policy.runtime import Observation, Policy
 from face_expr_ros.policy.tokenizer import ActionTokenizer
 
@@ -37,7 +38,8 @@ def copy(saved, tmp_path):
 def test_round_trip(saved):
     net, tok, path = saved
     assert sorted(p.name for p in path.iterdir()) == sorted(
-        ["model.safetensors", "config.json", "tokenizer.json", "policy.onnx", "policy_head.onnx", "manifest.json"])
+        ["model.safetensors", "config.json", "tokenizer.json", "persona.npz", "policy.onnx", "policy_head.onnx",
+         "manifest.json"])
     bundle = load_policy(path)
     assert bundle.tokenizer.sha256 == tok.sha256 and bundle.config == net.cfg
     for k, v in net.state_dict().items():
@@ -78,9 +80,11 @@ def test_truncated_model_file_even_with_a_matching_manifest(copy):
 
 
 def _rewrite_with_manifest(folder, name, text):
+    """Replace ``name`` (with ``text``; None keeps what is there) and update its manifest hash."""
     from face_expr_ros.policy.export import file_sha256
 
-    (folder / name).write_text(text)
+    if text is not None:
+        (folder / name).write_text(text)
     manifest = json.loads((folder / MANIFEST_FILE).read_text())
     manifest["files"][name] = file_sha256(folder / name)
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest))
@@ -107,6 +111,17 @@ def test_config_and_weights_disagree(copy):
     config["architecture"]["d_ff"] = 64
     _rewrite_with_manifest(copy, "config.json", json.dumps(config))
     with pytest.raises(PolicyFileError, match=r"model.safetensors: tensor 'blocks.0.ff.0.weight' has shape"):
+        load_policy(copy)
+
+
+def test_corrupt_or_mismatched_persona_file(copy):
+    (copy / "persona.npz").write_bytes(b"not a zip")
+    _rewrite_with_manifest(copy, "persona.npz", None)
+    with pytest.raises(PolicyFileError, match=r"persona.npz: not a readable persona file"):
+        load_policy(copy)
+    PersonaSpace.neutral(3).save(copy / "persona.npz")
+    _rewrite_with_manifest(copy, "persona.npz", None)
+    with pytest.raises(PolicyFileError, match=r"persona.npz: persona dim 3, field 'persona_dim'"):
         load_policy(copy)
 
 

@@ -10,7 +10,7 @@ from face_expr_ros import expression as ex
 from face_expr_ros.policy.backends import TorchBackend
 from face_expr_ros.policy.export import random_inputs
 from face_expr_ros.policy.fixtures import make_net
-from face_expr_ros.policy.network import PolicyConfig, count_parameters, flops_per_plan
+from face_expr_ros.policy.network import INPUT_NAMES, PolicyConfig, count_parameters, flops_per_plan
 from face_expr_ros.policy.sampling import LevelNoise, sample_categorical, sample_chunk, sampling_log_probs
 
 
@@ -50,8 +50,7 @@ def test_encoder_is_causal(net, inputs):
         a, b = block(tokens), block(changed)
     assert torch.allclose(a[:, :-1], b[:, :-1], atol=1e-6) and not torch.allclose(a[:, -1], b[:, -1])
     with torch.no_grad():
-        h1, _ = net.encode(*(x[n] for n in ("speaker", "face_present", "audio", "since_word", "text",
-                                            "listener_past")))
+        h1, _ = net.encode(*(x[n] for n in INPUT_NAMES))
     assert torch.isfinite(h1).all()
 
 
@@ -246,5 +245,7 @@ def test_config_validation_names_the_field():
     with pytest.raises(ValueError, match="'history_delay'"):
         PolicyConfig(history_delay=-1)
     # A model saved before history_delay existed saw its history up to the previous frame.
-    assert PolicyConfig.from_dict({"window": 16}).history_delay == 0
+    with pytest.raises(ValueError, match="'persona_dim'.*retrain"):
+        PolicyConfig.from_dict({"window": 16})  # saved before personas existed
+    assert PolicyConfig.from_dict({"window": 16, "persona_dim": 4}).history_delay == 0
     assert PolicyConfig.from_dict(PolicyConfig().to_dict()).history_delay == PolicyConfig().history_delay == 8

@@ -90,6 +90,11 @@ def test_sft_learns_and_writes_everything(tiny_data, tmp_path):
     bundle = load_policy(policy_dir)  # a complete, checked policy directory with ONNX graphs
     assert bundle.meta["data_hash"] == shards.read_manifest(tiny_data).data_hash()
     assert bundle.config.audio_dim == 12 and bundle.config.window == 16
+    # One persona per training listener, fitted on the training split (the val listener is not in the bank).
+    train_convs = list(shards.iter_conversations(tiny_data, "train"))
+    assert bundle.persona.bank.shape == (len(train_convs), bundle.config.persona_dim)
+    np.testing.assert_allclose(bundle.persona.embed(train_convs[1].arrays["listener_expression"]),
+                               bundle.persona.bank[1], atol=1e-5)
 
 
 def test_resume_continues_and_refuses_other_data(tiny_data, tmp_path):
@@ -116,8 +121,9 @@ def test_history_augmentation_hides_or_rescales_the_history_and_never_the_target
     raw = torch.utils.data.default_collate([ds[i] for i in range(0, len(ds), max(1, len(ds) // 48))])
     tok = ActionTokenizer.fit(np.concatenate([c.arrays["listener_expression"] for c in ds.conversations]), horizon=8)
     texts, offsets = torch.zeros(10_000, 384), torch.zeros(len(ds.conversations), dtype=torch.long)
-    plain = make_batch(raw, tok, texts, offsets, torch.device("cpu"))
-    noisy = make_batch(raw, tok, texts, offsets, torch.device("cpu"), history_dropout=0.5,
+    personas = torch.randn(len(ds.conversations), 8)
+    plain = make_batch(raw, tok, texts, offsets, personas, torch.device("cpu"))
+    noisy = make_batch(raw, tok, texts, offsets, personas, torch.device("cpu"), history_dropout=0.5,
                        generator=torch.Generator().manual_seed(0), history_gain_noise=0.5)
     assert torch.equal(noisy["base"], plain["base"]) and torch.equal(noisy["deltas"], plain["deltas"])
     assert torch.equal(noisy["speaker"], plain["speaker"])
@@ -147,7 +153,7 @@ def test_expected_chunk_and_motion_term(tiny_data):
     from face_expr_ros.learning.dataset import WindowDataset
     from face_expr_ros.learning.sft import SFTObjective, make_batch
     from face_expr_ros.policy.fixtures import make_net
-    from face_expr_ros.policy.network import PolicyConfig
+    from face_expr_ros.policy.network import INPUT_NAMES, PolicyConfig
     from face_expr_ros.policy.tokenizer import ActionTokenizer
 
     ds = WindowDataset(tiny_data, "val", window=16, horizon=8, history_delay=2)
@@ -166,11 +172,11 @@ def test_expected_chunk_and_motion_term(tiny_data):
     np.testing.assert_allclose(expected.numpy()[:, :, moving], tok.decode_chunk(base, deltas)[:, :, moving], atol=1e-5)
     # The motion term, recomputed from the expected chunk of the network's own logits.
     raw = torch.utils.data.default_collate([ds[i] for i in range(0, len(ds), 7)])
-    batch = make_batch(raw, tok, torch.zeros(10_000, 384), torch.zeros(4, dtype=torch.long), torch.device("cpu"))
+    batch = make_batch(raw, tok, torch.zeros(10_000, 384), torch.zeros(4, dtype=torch.long),
+                       torch.zeros(4, net.cfg.persona_dim), torch.device("cpu"))
     with torch.no_grad():
         loss, nll, _ = objective(batch)
-        h, code_logits = net.encode(*(batch[n] for n in ("speaker", "face_present", "audio", "since_word", "text",
-                                                          "listener_past")))
+        h, code_logits = net.encode(*(batch[n] for n in INPUT_NAMES))
         chunk = objective.expected_chunk(torch.log_softmax(code_logits, -1), *net.head_all_codes(h))
     target = batch["target"]
     moved = (chunk[:, 1:] - chunk[:, :1]) - (target[:, 1:] - target[:, :1])

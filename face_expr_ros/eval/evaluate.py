@@ -3,8 +3,10 @@
 For every conversation of the split, every method produces listener tracks:
 
 * ``ground-truth``: the recorded listener (the reference row: L2 and FD are 0 by definition);
-* ``policy-greedy``: the policy streamed frame by frame at temperature 0;
-* ``policy-sampled``: ``samples`` streamed runs at ``temperature`` with different seeds;
+* ``policy-greedy``: the policy streamed frame by frame at temperature 0, as the average listener
+  (persona ``"mean"``): the one deterministic output;
+* ``policy-sampled``: ``samples`` streamed runs at ``temperature`` with different seeds, each as a
+  persona drawn from the training listeners (the runtime's default);
 * the baselines of :mod:`face_expr_ros.eval.baselines` (stochastic ones also ``samples`` times).
 
 The policy sees exactly what it would see on the robot, one :class:`Observation` per frame:
@@ -163,8 +165,8 @@ class TranscriptEmbedder:
 
 
 def run_policy(policy: Any, conv: Conversation, text_rows: Sequence[F32 | None], seed: int,
-               temperature: float, token_temperature: float | None = None) -> F32:
-    """Stream ``conv`` through ``policy`` (a runtime.Policy) frame by frame; returns (T, 55)."""
+               temperature: float, token_temperature: float | None = None, persona: str | int = "sample") -> F32:
+    """Stream ``conv`` through ``policy`` (a runtime.Policy) frame by frame as ``persona``; returns (T, 55)."""
     from face_expr_ros.policy.runtime import Observation
 
     audio = audio_frame_features(conv)
@@ -177,6 +179,7 @@ def run_policy(policy: Any, conv: Conversation, text_rows: Sequence[F32 | None],
     policy.temperature = temperature
     if token_temperature is not None:
         policy.token_temperature = token_temperature
+    policy.persona_choice = persona
     policy.reset(seed)
     out = np.empty((conv.n_frames, ex.DIM), np.float32)
     for t in range(conv.n_frames):
@@ -334,7 +337,7 @@ def evaluate_conversation(index: int) -> ConversationPart:
     if policy is not None:
         rows = _STATE["embedder"].rows(conv)
         outputs[GREEDY] = ([run_policy(policy, conv, rows, _int_seed(cfg.seed, conv.conversation_id, "greedy"),
-                                       0.0)], True)
+                                       0.0, persona="mean")], True)
         outputs[SAMPLED] = ([run_policy(policy, conv, rows, _int_seed(cfg.seed, conv.conversation_id, "policy", k),
                                         cfg.temperature, cfg.token_temperature) for k in range(cfg.samples)],
                              False)

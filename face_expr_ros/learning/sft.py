@@ -52,6 +52,7 @@ from face_expr_ros.learning.shards import read_manifest
 from face_expr_ros.perception.text_encoder import default_encoder_dir
 from face_expr_ros.policy.model_dir import save_policy
 from face_expr_ros.policy.network import INPUT_NAMES, ListenerPolicy, PolicyConfig
+from face_expr_ros.policy.persona import PersonaSpace
 from face_expr_ros.policy.tokenizer import ActionTokenizer
 
 CHECKPOINT = "checkpoint"
@@ -66,15 +67,15 @@ class SFTConfig:
     out: str
     steps: int = 2000
     batch_size: int = 64
-    lr: float = 1e-3
-    min_lr: float = 1e-4
+    lr: float = 2e-3
+    min_lr: float = 2e-4
     warmup: int = 100
     weight_decay: float = 0.05
     grad_clip: float = 1.0
     smooth_weight: float = 0.1
     motion_weight: float = 0.0  # weight of the expected-motion matching term (see SFTObjective)
-    history_dropout: float = 0.25  # share of training windows whose own-action history is hidden
-    history_gain_noise: float = 0.0  # sigma of the log-normal per-channel gain on the own-action history
+    history_dropout: float = 0.5  # share of training windows whose own-action history is hidden
+    history_gain_noise: float = 0.25  # sigma of the log-normal per-channel gain on the own-action history
     stride: int = 4
     text: str = "minilm"  # "minilm" or "none"
     text_encoder_dir: str = str(default_encoder_dir())
@@ -185,10 +186,12 @@ class SFTObjective(nn.Module):
         return loss, nll, smooth
 
 
-def make_batch(raw: dict[str, Tensor], tok: ActionTokenizer, texts: Tensor, offsets: Tensor,
+def make_batch(raw: dict[str, Tensor], tok: ActionTokenizer, texts: Tensor, offsets: Tensor, personas: Tensor,
                device: torch.device, history_dropout: float = 0.0,
                generator: torch.Generator | None = None, history_gain_noise: float = 0.0) -> dict[str, Tensor]:
     """Dataset windows -> network inputs + target tokens.
+
+    ``personas`` (conversations, P) holds each conversation's listener persona (``persona.py``).
 
     ``history_dropout`` hides the listener's own past actions (zeros) in that share of the
     windows. Without it the network learns to copy its last frame, which is nearly always right
@@ -215,6 +218,7 @@ def make_batch(raw: dict[str, Tensor], tok: ActionTokenizer, texts: Tensor, offs
         gain = gain[:, _YOKED_GAIN_INDEX]
         batch["listener_past"] = batch["listener_past"] * gain[:, None, :]
     batch["text"] = texts[offsets[raw["conversation"]] + raw["words_heard"]]
+    batch["persona"] = personas[raw["conversation"]]
     batch["base"], batch["deltas"] = torch.from_numpy(base), torch.from_numpy(deltas)
     batch["target"] = raw["target"]
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -291,8 +295,13 @@ def _train(cfg: SFTConfig) -> Path:
                "history_delay": arch.history_delay}
     train_ds = WindowDataset(cfg.data, "train", **windows)
     val_ds = WindowDataset(cfg.data, "val", **windows) if manifest.ids("val") else None
-    actions = np.concatenate([c.arrays["listener_expression"] for c in train_ds.conversations])
+    listeners = [c.arrays["listener_expression"] for c in train_ds.conversations]
+    actions = np.concatenate(listeners)
     tok = ActionTokenizer.fit(actions, horizon=arch.horizon, n_keyframes=arch.n_keyframes, n_bins=arch.n_bins)
+    persona_space = PersonaSpace.fit(listeners, arch.persona_dim)
+    personas = torch.from_numpy(persona_space.bank)
+    val_personas = torch.from_numpy(np.stack([persona_space.embed(c.arrays["listener_expression"])
+                                              for c in val_ds.conversations])) if val_ds is not None else None
     audio = np.concatenate([audio_frame_features(c) for c in train_ds.conversations])
     arch = PolicyConfig(**{**arch.to_dict(), "audio_dim": audio.shape[1]})
     texts, offsets = text_table(train_ds, cfg.text, cfg.text_encoder_dir, out / "text_cache_train.npz", data_hash,
@@ -366,7 +375,7 @@ def _train(cfg: SFTConfig) -> Path:
         for i, raw in enumerate(vl):
             if i >= cfg.eval_batches:
                 break
-            _, nll, smooth = objective(make_batch(raw, tok, val_texts, val_offsets, device))
+            _, nll, smooth = objective(make_batch(raw, tok, val_texts, val_offsets, val_personas, device))
             nlls.append(nll.item())
             smooths.append(smooth.item())
         objective.train()
@@ -389,7 +398,7 @@ def _train(cfg: SFTConfig) -> Path:
         lr = lr_at(step, cfg)
         for group in optim.param_groups:
             group["lr"] = lr
-        batch = make_batch(next(stream), tok, texts, offsets, device, cfg.history_dropout, dropout_rng,
+        batch = make_batch(next(stream), tok, texts, offsets, personas, device, cfg.history_dropout, dropout_rng,
                            cfg.history_gain_noise)
         loss, nll, smooth = model(batch)
         optim.zero_grad(set_to_none=True)
@@ -418,7 +427,7 @@ def _train(cfg: SFTConfig) -> Path:
 
     policy_dir = out / POLICY
     if is_main:
-        save_policy(policy_dir, net.cpu().eval(), tok, export=cfg.export_onnx,
+        save_policy(policy_dir, net.cpu().eval(), tok, persona_space, export=cfg.export_onnx,
                     extra={"data_hash": data_hash, "trained_steps": cfg.steps, "text": cfg.text,
                            "sft": {k: v for k, v in asdict(cfg).items() if k != "arch"}})
     if ddp:

@@ -121,7 +121,8 @@ class PolicyNode(Node):
                                       eyelid_temperature=s.eyelid_temperature,
                                       code_persistence=s.code_persistence,
                                       level_noise_tau_s=s.level_noise_tau_s, replan_every=s.replan_every,
-                                      smoothing_s=s.smoothing_s, seed=seed)
+                                      smoothing_s=s.smoothing_s, seed=seed,
+                                      persona=int(s.persona) if s.persona.isdigit() else s.persona)
         except (PolicyFileError, FileNotFoundError, ValueError, ImportError) as err:
             raise config.ConfigError(f"node policy: cannot load the policy from {model_dir!r}: {err}") from None
         self.text_encoder = TextEncoder.ensure(default_encoder_dir())

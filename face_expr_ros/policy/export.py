@@ -41,8 +41,8 @@ class _Encoder(nn.Module):
         self.net = net
 
     def forward(self, speaker: Tensor, face_present: Tensor, audio: Tensor, since_word: Tensor, text: Tensor,
-                listener_past: Tensor) -> tuple[Tensor, Tensor]:
-        return self.net.encode(speaker, face_present, audio, since_word, text, listener_past)
+                listener_past: Tensor, persona: Tensor) -> tuple[Tensor, Tensor]:
+        return self.net.encode(speaker, face_present, audio, since_word, text, listener_past, persona)
 
 
 class _Head(nn.Module):
@@ -71,6 +71,7 @@ def random_inputs(cfg: PolicyConfig, batch: int, seed: int = 0) -> dict[str, NDA
         "since_word": rng.exponential(1.0, (batch, w)).astype(np.float32),
         "text": text,
         "listener_past": past,
+        "persona": rng.normal(size=(batch, cfg.persona_dim)).astype(np.float32),
     }
 
 

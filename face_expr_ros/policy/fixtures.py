@@ -15,6 +15,7 @@ import torch
 from face_expr_ros import expression as ex
 from face_expr_ros.policy.model_dir import save_policy
 from face_expr_ros.policy.network import ListenerPolicy, PolicyConfig
+from face_expr_ros.policy.persona import PersonaSpace
 from face_expr_ros.policy.tokenizer import ActionTokenizer
 
 
@@ -26,6 +27,12 @@ def synthetic_actions(n: int = 2000, seed: int = 0) -> np.ndarray:
     acts[:, ex.index("tongueOut")] = 0.0
     acts[:, ex.HEAD_SLICE] = rng.normal(0.0, 0.15, (n, 3))
     return ex.clamp(acts)
+
+
+def synthetic_personas(dim: int, n_listeners: int = 6, seed: int = 0) -> PersonaSpace:
+    """A persona space fitted on listeners of different expressivity (each a gain on synthetic frames)."""
+    tracks = [ex.clamp(synthetic_actions(300, seed + k) * (0.3 + 0.3 * k)) for k in range(n_listeners)]
+    return PersonaSpace.fit(tracks, dim)
 
 
 def make_net(cfg: PolicyConfig | None = None, seed: int = 0, weight_scale: float = 6.0) -> ListenerPolicy:
@@ -47,5 +54,5 @@ def make_policy(out_dir: str | Path, cfg: PolicyConfig | None = None, seed: int 
     net = make_net(cfg, seed)
     tok = ActionTokenizer.fit(synthetic_actions(seed=seed), horizon=net.cfg.horizon, n_keyframes=net.cfg.n_keyframes,
                               n_bins=net.cfg.n_bins)
-    path = save_policy(out_dir, net, tok, export=export)
+    path = save_policy(out_dir, net, tok, synthetic_personas(net.cfg.persona_dim, seed=seed), export=export)
     return net, tok, path

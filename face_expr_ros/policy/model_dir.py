@@ -6,6 +6,7 @@ Layout::
     config.json         format/version, architecture (PolicyConfig: W, H, feature sizes...),
                         per-sample input shapes, the tokenizer's sha256, training provenance
     tokenizer.json      the ActionTokenizer (bin edges, chunk codec)
+    persona.npz         the PersonaSpace (projection + the training listeners' personas)
     policy.onnx         encoder graph   (see export.py)
     policy_head.onnx    head graph
     manifest.json       sha256 of every file above except itself
@@ -31,6 +32,7 @@ from numpy.typing import NDArray
 from face_expr_ros import expression as ex
 from face_expr_ros.policy.export import ENCODER_FILE, HEAD_FILE, OPSET, export_onnx, file_sha256
 from face_expr_ros.policy.network import INPUT_NAMES, ListenerPolicy, PolicyConfig
+from face_expr_ros.policy.persona import PersonaError, PersonaSpace
 from face_expr_ros.policy.tokenizer import ActionTokenizer, TokenizerError
 
 FORMAT = "face_expr_ros.policy"
@@ -38,6 +40,7 @@ VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
+PERSONA_FILE = "persona.npz"
 MANIFEST_FILE = "manifest.json"
 
 
@@ -56,6 +59,7 @@ class PolicyBundle:
     net: ListenerPolicy
     tokenizer: ActionTokenizer
     config: PolicyConfig
+    persona: PersonaSpace
     path: Path
     meta: dict[str, Any] = field(default_factory=dict)  # config.json (provenance, data hash...)
 
@@ -68,9 +72,13 @@ def check_tokenizer_matches(cfg: PolicyConfig, tok: ActionTokenizer, source: str
             raise PolicyFileError(f"{source}: field {name!r} is {got}, the model's architecture has {want}")
 
 
-def save_policy(out_dir: str | Path, net: ListenerPolicy, tokenizer: ActionTokenizer, *,
-                extra: dict[str, Any] | None = None, export: bool = True) -> Path:
-    """Write a complete policy directory (ONNX graphs too unless ``export`` is False)."""
+def save_policy(out_dir: str | Path, net: ListenerPolicy, tokenizer: ActionTokenizer,
+                persona: PersonaSpace | None = None, *, extra: dict[str, Any] | None = None,
+                export: bool = True) -> Path:
+    """Write a complete policy directory (ONNX graphs too unless ``export`` is False).
+
+    Without a ``persona`` space (models made without data) the directory knows only the average
+    listener."""
     from safetensors.torch import save_file
 
     out = Path(out_dir)
@@ -79,6 +87,11 @@ def save_policy(out_dir: str | Path, net: ListenerPolicy, tokenizer: ActionToken
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     save_file(tensors, str(out / WEIGHTS_FILE), metadata={"format": FORMAT})
     tokenizer.save(out / TOKENIZER_FILE)
+    persona = persona if persona is not None else PersonaSpace.neutral(net.cfg.persona_dim)
+    if persona.dim != net.cfg.persona_dim:
+        raise ValueError(f"persona space has dim {persona.dim}, the architecture has persona_dim "
+                         f"{net.cfg.persona_dim}")
+    persona.save(out / PERSONA_FILE)
     config = {
         "format": FORMAT, "version": VERSION, "architecture": net.cfg.to_dict(),
         "inputs": {k: list(v) for k, v in net.cfg.input_shapes().items()},
@@ -86,7 +99,7 @@ def save_policy(out_dir: str | Path, net: ListenerPolicy, tokenizer: ActionToken
         "tokenizer_sha256": tokenizer.sha256, **(extra or {}),
     }
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=1, sort_keys=True) + "\n")
-    files = [WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE]
+    files = [WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE, PERSONA_FILE]
     if export:
         export_onnx(net, out)
         files += [ENCODER_FILE, HEAD_FILE]
@@ -122,7 +135,8 @@ def load_policy(model_dir: str | Path, *, need_onnx: bool = True) -> PolicyBundl
     listed = manifest.get("files")
     if not isinstance(listed, dict):
         raise PolicyFileError(f"{root / MANIFEST_FILE}: missing field 'files'")
-    required = [WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE] + ([ENCODER_FILE, HEAD_FILE] if need_onnx else [])
+    required = [WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE, PERSONA_FILE] + ([ENCODER_FILE, HEAD_FILE] if need_onnx
+                                                                            else [])
     for name in required:
         if name not in listed:
             raise PolicyFileError(f"{root / MANIFEST_FILE}: field 'files' does not list {name}")
@@ -159,6 +173,13 @@ def load_policy(model_dir: str | Path, *, need_onnx: bool = True) -> PolicyBundl
             f"{root / TOKENIZER_FILE}: sha256 {tok.sha256[:12]}... does not match field 'tokenizer_sha256' "
             f"({str(meta.get('tokenizer_sha256'))[:12]}...) of {cfg_path}: the tokenizer is not the model's")
     check_tokenizer_matches(cfg, tok, str(root / TOKENIZER_FILE))
+    try:
+        persona = PersonaSpace.load(root / PERSONA_FILE)
+    except PersonaError as err:
+        raise PolicyFileError(str(err)) from None
+    if persona.dim != cfg.persona_dim:
+        raise PolicyFileError(f"{root / PERSONA_FILE}: persona dim {persona.dim}, field 'persona_dim' of "
+                              f"{cfg_path} is {cfg.persona_dim}")
 
     weights_path = root / WEIGHTS_FILE
     try:
@@ -180,7 +201,7 @@ def load_policy(model_dir: str | Path, *, need_onnx: bool = True) -> PolicyBundl
         raise PolicyFileError(f"{weights_path}: unexpected tensor(s) {unexpected[:5]}")
     net.load_state_dict(tensors)
     net.eval()
-    return PolicyBundle(net, tok, cfg, root, meta)
+    return PolicyBundle(net, tok, cfg, persona, root, meta)
 
 
 def check_inputs(inputs: dict[str, NDArray[Any]], cfg: PolicyConfig) -> dict[str, NDArray[np.float32]]:

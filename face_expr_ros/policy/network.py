@@ -7,10 +7,11 @@ Inputs (``B`` = batch, the only dynamic dimension; ``W`` = window frames):
 * ``since_word`` (B, W) seconds since the last transcript word, ``text`` (B, 384) the MiniLM
   sentence embedding of the running transcript (zeros when there is none);
 * ``listener_past`` (B, W, 55) the listener's own outputs ``1 + history_delay`` frames behind the
-  speaker rows.
+  speaker rows;
+* ``persona`` (B, P) who the listener is, held for the whole conversation (``persona.py``).
 
 Each modality has its own small encoder; their per-frame sum (plus a learned position and the
-text projection, broadcast over frames) is a token, and a pre-LN causal transformer (Vaswani et
+text and persona projections, broadcast over frames) is a token, and a pre-LN causal transformer (Vaswani et
 al., 2017; GPT-2 layout) reads the ``W`` tokens. The last position's state ``h`` conditions the
 action head, which is split in two graphs so that sampling stays outside (numpy, seeded):
 
@@ -44,7 +45,8 @@ from torch import Tensor, nn
 
 from face_expr_ros import expression as ex
 
-INPUT_NAMES: tuple[str, ...] = ("speaker", "face_present", "audio", "since_word", "text", "listener_past")
+INPUT_NAMES: tuple[str, ...] = ("speaker", "face_present", "audio", "since_word", "text", "listener_past",
+                                "persona")
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class PolicyConfig:
     n_codes: int = 16
     query_dim: int = 32
     n_fourier: int = 16
+    persona_dim: int = 8
     dropout: float = 0.0
     # The own-action history ends this many frames before the current one (see learning/dataset.py).
     history_delay: int = 8
@@ -95,6 +98,8 @@ class PolicyConfig:
         unknown = sorted(set(payload) - known)
         if unknown:
             raise ValueError(f"unknown config field(s) {unknown}")
+        if "persona_dim" not in payload:
+            raise ValueError("no field 'persona_dim': the model predates personas (docs/policy.md); retrain it")
         # Models saved before the field existed saw their history up to the previous frame.
         return cls(**{"history_delay": 0, **payload})
 
@@ -102,7 +107,8 @@ class PolicyConfig:
         """Per-sample shape of every network input (the batch axis is not included)."""
         w = self.window
         return {"speaker": (w, ex.DIM), "face_present": (w,), "audio": (w, self.audio_dim),
-                "since_word": (w,), "text": (self.text_dim,), "listener_past": (w, ex.DIM)}
+                "since_word": (w,), "text": (self.text_dim,), "listener_past": (w, ex.DIM),
+                "persona": (self.persona_dim,)}
 
 
 def _mlp(d_in: int, d_out: int) -> nn.Sequential:
@@ -160,6 +166,7 @@ class ListenerPolicy(nn.Module):
         self.words = nn.Linear(3, d)
         self.text = _mlp(cfg.text_dim, d)
         self.actions = _mlp(ex.DIM, d)
+        self.persona = _mlp(cfg.persona_dim, d)
         self.pos = nn.Parameter(torch.zeros(cfg.window, d))
         self.blocks = nn.ModuleList(CausalBlock(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(d)
@@ -193,7 +200,7 @@ class ListenerPolicy(nn.Module):
 
     # ---------------------------------------------------------------- graph 1
     def encode(self, speaker: Tensor, face_present: Tensor, audio: Tensor, since_word: Tensor, text: Tensor,
-               listener_past: Tensor) -> tuple[Tensor, Tensor]:
+               listener_past: Tensor, persona: Tensor) -> tuple[Tensor, Tensor]:
         """Context -> (h (B, D), code_logits (B, K))."""
         fp = face_present.unsqueeze(-1)
         # No face: the speaker frame is zeroed (whatever the tracker last held) and the flag says so.
@@ -202,7 +209,8 @@ class ListenerPolicy(nn.Module):
         s = since_word.unsqueeze(-1)
         # Word timing at three scales: just now (~0.3 s), within a phrase (~2 s), and long silence.
         words = self.words(torch.cat([torch.exp(-s / 0.3), torch.exp(-s / 2.0), s / 30.0], dim=-1))
-        x = vision + aud + words + self.actions(listener_past) + self.text(text).unsqueeze(1) + self.pos
+        context = self.text(text) + self.persona(persona)  # (B, D): the same for every frame
+        x = vision + aud + words + self.actions(listener_past) + context.unsqueeze(1) + self.pos
         for i, block in enumerate(self.blocks):
             x = block(x, last_only=i == len(self.blocks) - 1)
         h = self.ln_f(x[:, -1])
@@ -229,8 +237,8 @@ class ListenerPolicy(nn.Module):
         return self.head_from_embedding(h.unsqueeze(1), self.code_emb.weight.unsqueeze(0))
 
     def forward(self, speaker: Tensor, face_present: Tensor, audio: Tensor, since_word: Tensor, text: Tensor,
-                listener_past: Tensor) -> tuple[Tensor, Tensor]:
-        return self.encode(speaker, face_present, audio, since_word, text, listener_past)
+                listener_past: Tensor, persona: Tensor) -> tuple[Tensor, Tensor]:
+        return self.encode(speaker, face_present, audio, since_word, text, listener_past, persona)
 
     # ---------------------------------------------------------------- probabilities
     def token_log_probs(self, code_logits: Tensor, base_logits: Tensor, delta_logits: Tensor, base: Tensor,

@@ -17,6 +17,12 @@ Missing inputs are normal on a robot and are filled, never guessed: no face -> `
 end's floors: log-mel ``log 1e-10``, -120 dB, unvoiced, no VAD); no transcript -> a zero text
 embedding; unknown word timing -> 30 s (the training cap). Inputs that are present but of the
 wrong shape or not finite are errors naming the field: a broken upstream node must be loud.
+
+Who the listener is (its persona, ``persona.py``) is chosen at every ``reset``, a new
+conversation: by default a training listener drawn with the policy's seed, so that a run of
+conversations shows the mix of people in the data; ``persona="mean"`` is the average listener, an
+integer a fixed one, and ``set_persona`` takes any vector (the persona of a recording, or one a
+preference learner chose).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from face_expr_ros.learning.features import ENERGY_OFFSET_DB, ENERGY_SCALE_DB
 from face_expr_ros.policy.backends import Backend, select_backend
 from face_expr_ros.policy.model_dir import PolicyBundle, PolicyInputError, check_inputs, load_policy
 from face_expr_ros.policy.network import PolicyConfig
+from face_expr_ros.policy.persona import PersonaSpace
 from face_expr_ros.policy.sampling import (
     DEFAULT_CODE_PERSISTENCE,
     DEFAULT_EYELID_TEMPERATURE,
@@ -85,7 +92,8 @@ def _vector(value: ArrayLike, size: int, field: str) -> F32:
 class Policy:
     """The streaming listener policy over any back-end (see module doc)."""
 
-    def __init__(self, backend: Backend, config: PolicyConfig, tokenizer: ActionTokenizer, *,
+    def __init__(self, backend: Backend, config: PolicyConfig, tokenizer: ActionTokenizer,
+                 persona_space: PersonaSpace | None = None, *, persona: str | int = "sample",
                  replan_every: int = DEFAULT_REPLAN_EVERY, temperature: float = DEFAULT_TEMPERATURE,
                  top_p: float = DEFAULT_TOP_P,
                  token_temperature: float | None = DEFAULT_TOKEN_TEMPERATURE,
@@ -103,6 +111,11 @@ class Policy:
             raise ValueError(f"need temperature >= 0, token_temperature >= 0, eyelid_temperature >= 0 and "
                              f"0 < top_p <= 1, got {temperature}, {token_temperature}, {eyelid_temperature}, {top_p}")
         self.backend, self.cfg, self.tokenizer = backend, config, tokenizer
+        self.persona_space = persona_space if persona_space is not None else PersonaSpace.neutral(config.persona_dim)
+        if self.persona_space.dim != config.persona_dim:
+            raise ValueError(f"persona space has dim {self.persona_space.dim}, the model {config.persona_dim}")
+        self.persona_space.choose(persona, np.random.default_rng(0))  # fail now on a bad choice, not at reset
+        self.persona_choice = persona
         self.replan_every, self.temperature, self.top_p = replan_every, temperature, top_p
         self.token_temperature, self.eyelid_temperature = token_temperature, eyelid_temperature
         if not 0.0 <= code_persistence <= 20.0:
@@ -127,12 +140,13 @@ class Policy:
         name = select_backend(backend)
         bundle = load_policy(model_dir, need_onnx=name != "torch")
         return cls(make_backend(bundle, name, threads=threads, engines_dir=engines_dir, fp16=fp16),
-                   bundle.config, bundle.tokenizer, **kwargs)  # type: ignore[arg-type]
+                   bundle.config, bundle.tokenizer, bundle.persona, **kwargs)  # type: ignore[arg-type]
 
     def reset(self, seed: int | None = None) -> None:
-        """Forget the conversation (new partner); optionally reseed the sampler."""
+        """Forget the conversation (new partner) and choose the persona; optionally reseed the sampler."""
         w, a = self.cfg.window, self.cfg.audio_dim
         self.rng = np.random.default_rng(self.seed if seed is None else seed)
+        self.persona = self.persona_space.choose(self.persona_choice, self.rng)
         self.frame = 0
         self._speaker = np.zeros((w, ex.DIM), np.float32)
         self._face = np.zeros(w, np.float32)
@@ -150,6 +164,10 @@ class Policy:
         self.level_noise.reset()
         self.last_sample: ChunkSample | None = None
         self.last_inputs: dict[str, F32] | None = None
+
+    def set_persona(self, persona: ArrayLike) -> None:
+        """Be this persona (P,) from now on (until the next ``reset``)."""
+        self.persona = _vector(persona, self.cfg.persona_dim, "persona")
 
     # ------------------------------------------------------------------ the 30 Hz path
     def _push(self, obs: Observation) -> None:
@@ -181,7 +199,8 @@ class Policy:
         w = self.cfg.window
         return {"speaker": self._speaker[None].copy(), "face_present": self._face[None].copy(),
                 "audio": self._audio[None].copy(), "since_word": self._since[None].copy(),
-                "text": self._text[None].copy(), "listener_past": self._past[None, :w].copy()}
+                "text": self._text[None].copy(), "listener_past": self._past[None, :w].copy(),
+                "persona": self.persona[None].copy()}
 
     def plan(self) -> F32:
         """Sample a new chunk (H, 55) starting at the current frame from the current window."""

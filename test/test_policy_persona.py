@@ -1,0 +1,125 @@
+"""Personas: the space fitted on training listeners, choosing one, and the runtime holding it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from face_expr_ros import expression as ex
+from face_expr_ros.policy.fixtures import make_policy, synthetic_actions
+from face_expr_ros.policy.model_dir import PolicyInputError
+from face_expr_ros.policy.persona import PersonaError, PersonaSpace, track_statistics
+from face_expr_ros.policy.runtime import Observation, Policy
+
+
+def _listeners(n=12):
+    """Listeners who differ in how much they move (a gain) and in how much they smile (an offset)."""
+    smile = ex.indices(("mouthSmileLeft", "mouthSmileRight"))
+    tracks = []
+    for k in range(n):
+        track = synthetic_actions(400, seed=k) * (0.2 + 0.1 * k)
+        track[:, smile] += 0.3 * (k % 3)
+        tracks.append(ex.clamp(track))
+    return tracks
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    return make_policy(tmp_path_factory.mktemp("persona") / "policy", seed=4)
+
+
+def test_track_statistics_are_means_then_spreads():
+    track = synthetic_actions(50, seed=1)
+    stats = track_statistics(track)
+    np.testing.assert_allclose(stats[:ex.DIM], track.mean(0), atol=1e-6)
+    np.testing.assert_allclose(stats[ex.DIM:], track.std(0), atol=1e-6)
+    for bad, match in [(track[:1], "shape"), (track[:, :3], "shape"), (np.full_like(track, np.nan), "NaN")]:
+        with pytest.raises(PersonaError, match=match):
+            track_statistics(bad)
+
+
+def test_fitted_space_is_whitened_and_reproduces_its_listeners():
+    tracks = _listeners()
+    space = PersonaSpace.fit(tracks, dim=4)
+    assert space.bank.shape == (12, 4)
+    np.testing.assert_allclose(space.bank.mean(0), 0.0, atol=1e-5)  # the origin is the average listener
+    np.testing.assert_allclose(space.bank.std(0, ddof=1), 1.0, atol=1e-4)  # unit variance per component
+    np.testing.assert_allclose(space.embed(tracks[5]), space.bank[5], atol=1e-5)
+    # The first component is how much the listener moves: it orders them by their gain.
+    order = np.argsort(np.argsort(space.bank[:, 0]))
+    assert abs(np.corrcoef(order, np.arange(12))[0, 1]) > 0.95
+
+
+def test_components_past_the_data_rank_are_zero():
+    space = PersonaSpace.fit(_listeners(3), dim=8)  # 3 listeners span at most 2 centred directions
+    assert space.dim == 8
+    np.testing.assert_array_equal(space.bank[:, 2:], 0.0)
+    assert np.abs(space.bank[:, :2]).max() > 0.1
+
+
+def test_choose_sample_mean_index_and_bad_choices():
+    space = PersonaSpace.fit(_listeners(), dim=4)
+    np.testing.assert_array_equal(space.choose("mean"), np.zeros(4, np.float32))
+    np.testing.assert_array_equal(space.choose(3), space.bank[3])
+    drawn = np.array([space.choose("sample", np.random.default_rng(s)) for s in range(40)])
+    assert all(any(np.array_equal(d, b) for b in space.bank) for d in drawn)
+    assert len({tuple(d) for d in drawn}) > 5
+    with pytest.raises(PersonaError, match="persona index 12 out of range: the model knows 12"):
+        space.choose(12)
+    with pytest.raises(PersonaError, match="persona must be one of"):
+        space.choose("loud")
+
+
+def test_save_load_round_trip_and_corrupt_files(tmp_path):
+    space = PersonaSpace.fit(_listeners(), dim=4)
+    space.save(tmp_path / "p.npz")
+    back = PersonaSpace.load(tmp_path / "p.npz")
+    np.testing.assert_array_equal(back.bank, space.bank)
+    np.testing.assert_allclose(back.embed(_listeners()[2]), space.bank[2], atol=1e-5)
+    np.savez(tmp_path / "q.npz", center=space.center, scale=space.scale)
+    with pytest.raises(PersonaError, match=r"q.npz: missing array\(s\) \['components', 'bank'\]"):
+        PersonaSpace.load(tmp_path / "q.npz")
+    np.savez(tmp_path / "r.npz", center=space.center, scale=space.scale, components=space.components,
+             bank=np.zeros((2, 5), np.float32))
+    with pytest.raises(PersonaError, match=r"r.npz: arrays have inconsistent shapes"):
+        PersonaSpace.load(tmp_path / "r.npz")
+
+
+def _run(policy, n=48):
+    obs = Observation(np.full(ex.DIM, 0.2, np.float32) * (ex.UPPER > 0), None, None, 1.0)
+    return np.array([policy.step(obs) for _ in range(n)])
+
+
+def test_runtime_holds_the_chosen_persona_and_the_network_reads_it(saved):
+    bank = Policy.load(saved[2], "onnxruntime").persona_space.bank
+    assert len(bank) == 6  # the fixture's six listeners
+    first = Policy.load(saved[2], "onnxruntime", persona=0, seed=1)
+    np.testing.assert_array_equal(first.inputs()["persona"][0], bank[0])
+    farthest = int(np.argmax(np.linalg.norm(bank - bank[0], axis=1)))
+    other = Policy.load(saved[2], "onnxruntime", persona=farthest, seed=1)
+    # Same seed, same observations: only the persona differs, and the face differs with it.
+    assert np.abs(_run(first) - _run(other)).max() > 1e-3
+    # "sample" draws a training listener at every reset, reproducibly with the seed.
+    sampled = Policy.load(saved[2], "onnxruntime", seed=7)
+    drawn = []
+    for seed in range(12):
+        sampled.reset(seed)
+        drawn.append(int(np.flatnonzero((bank == sampled.persona).all(1))[0]))
+        _run(sampled, 4)
+        np.testing.assert_array_equal(sampled.inputs()["persona"][0], bank[drawn[-1]])  # held while it runs
+    sampled.reset(3)
+    assert np.array_equal(sampled.persona, bank[drawn[3]]) and len(set(drawn)) > 2
+    mean = Policy.load(saved[2], "onnxruntime", persona="mean")
+    np.testing.assert_array_equal(mean.persona, np.zeros(len(bank[0]), np.float32))
+
+
+def test_set_persona_and_bad_persona_choices(saved):
+    policy = Policy.load(saved[2], "onnxruntime")
+    policy.set_persona(np.ones(policy.cfg.persona_dim))
+    np.testing.assert_array_equal(policy.inputs()["persona"][0], 1.0)
+    with pytest.raises(PolicyInputError, match=r"persona has shape \(3,\)"):
+        policy.set_persona(np.ones(3))
+    with pytest.raises(PolicyInputError, match="persona contains NaN"):
+        policy.set_persona(np.full(policy.cfg.persona_dim, np.nan))
+    with pytest.raises(PersonaError, match="out of range"):
+        Policy.load(saved[2], "onnxruntime", persona=99)

@@ -282,7 +282,7 @@ def flops_per_plan(cfg: PolicyConfig) -> dict[str, int]:
     w, d, e, ff = cfg.window, cfg.d_model, cfg.query_dim, cfg.d_ff
     nf = 2 * cfg.n_fourier + 1
     enc_in = w * ((ex.DIM + 1) * d + d * d + cfg.audio_dim * d + d * d + 3 * d + ex.DIM * d + d * d)
-    enc_in += cfg.text_dim * d + d * d
+    enc_in += cfg.text_dim * d + d * d + cfg.persona_dim * d + d * d  # per plan, not per frame
     per_full_block = w * (3 * d * d + d * d + 2 * d * ff) + 2 * w * w * d
     last_block = w * 2 * d * d + (d * d + d * d + 2 * d * ff) + 2 * w * d
     transformer = (cfg.n_layers - 1) * per_full_block + last_block

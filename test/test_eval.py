@@ -137,6 +137,9 @@ def test_run_policy_streams_observations_greedy_is_deterministic(policy_dir):
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
     np.testing.assert_array_equal(c, E.run_policy(policy, conv, rows, seed=1, temperature=0.7))
+    # The run is the persona asked for (`face-expr eval --persona`), held to the end.
+    E.run_policy(policy, conv, rows, seed=1, temperature=0.7, persona=1)
+    np.testing.assert_array_equal(policy.inputs()["persona"][0], policy.persona_space.bank[1])
     # The last frame's observation reached the window (face present, its audio row).
     x = policy.inputs()
     np.testing.assert_array_equal(x["speaker"][0, -1], conv.arrays["speaker_expression"][-1])

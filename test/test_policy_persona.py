@@ -8,7 +8,7 @@ import pytest
 from face_expr_ros import expression as ex
 from face_expr_ros.policy.fixtures import make_policy, synthetic_actions
 from face_expr_ros.policy.model_dir import PolicyInputError
-from face_expr_ros.policy.persona import PersonaError, PersonaSpace, track_statistics
+from face_expr_ros.policy.persona import PersonaError, PersonaSpace, parse_choice, track_statistics
 from face_expr_ros.policy.runtime import Observation, Policy
 
 
@@ -68,6 +68,13 @@ def test_choose_sample_mean_index_and_bad_choices():
         space.choose(12)
     with pytest.raises(PersonaError, match="persona must be one of"):
         space.choose("loud")
+
+
+def test_parse_choice_reads_numbers_as_bank_indices():
+    assert parse_choice("7") == 7 and parse_choice(" mean ") == "mean" and parse_choice("sample") == "sample"
+    assert parse_choice("-1") == "-1"  # not an index: refused by PersonaSpace.choose with the allowed values
+    with pytest.raises(PersonaError, match="persona must be one of"):
+        PersonaSpace.neutral(2).choose(parse_choice("-1"))
 
 
 def test_save_load_round_trip_and_corrupt_files(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from face_expr_ros.policy.persona import parse_choice
 from face_expr_ros.policy.sampling import (
     DEFAULT_CODE_PERSISTENCE,
     DEFAULT_EYELID_TEMPERATURE,
@@ -52,6 +53,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--level-noise-tau", type=float, default=DEFAULT_LEVEL_NOISE_TAU_S,
                         help="correlation time (s) of the quantiles at which channel levels are drawn "
                         f"(0 = a fresh draw every plan; default {DEFAULT_LEVEL_NOISE_TAU_S})")
+    parser.add_argument("--persona", default="sample",
+                        help="who the policy is in the sampled runs: sample (a training listener drawn per run, "
+                        "the runtime's default), mean (the average listener) or N (training listener N); "
+                        "greedy runs are always the average listener")
     parser.add_argument("--top-p", type=float, default=DEFAULT_TOP_P,
                         help=f"nucleus top-p for sampled runs (default {DEFAULT_TOP_P})")
     parser.add_argument("--text", choices=("auto", "minilm", "none"), default="auto",
@@ -86,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend, temperature=args.temperature, top_p=args.top_p,
         token_temperature=args.token_temperature,
         eyelid_temperature=args.eyelid_temperature, code_persistence=args.code_persistence,
-        level_noise_tau_s=args.level_noise_tau, text=args.text,
+        level_noise_tau_s=args.level_noise_tau, persona=parse_choice(args.persona), text=args.text,
         text_encoder_dir=args.text_encoder_dir, baselines=names, seed=args.seed, workers=args.workers,
         progress=not args.no_progress,
     )

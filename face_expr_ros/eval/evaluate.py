@@ -109,6 +109,7 @@ class EvalConfig:
     eyelid_temperature: float = DEFAULT_EYELID_TEMPERATURE
     code_persistence: float = DEFAULT_CODE_PERSISTENCE
     level_noise_tau_s: float = DEFAULT_LEVEL_NOISE_TAU_S
+    persona: str | int = "sample"  # of the sampled runs (runtime.Policy); greedy runs are the mean persona
     text: str = "auto"  # auto (what the policy was trained with) | minilm | none
     text_encoder_dir: Path | None = None  # None: the user cache (text_encoder.default_encoder_dir)
     baselines: tuple[str, ...] = BASELINE_NAMES
@@ -262,6 +263,7 @@ def _load_policy_into_state(cfg: EvalConfig, threads: int) -> None:
     from face_expr_ros.policy.runtime import Policy
 
     _STATE["policy"] = Policy.load(cfg.policy, cfg.backend, threads=threads, temperature=0.0, top_p=cfg.top_p,
+                                   persona=cfg.persona,
                                    eyelid_temperature=cfg.eyelid_temperature,
                                    code_persistence=cfg.code_persistence,
                                    level_noise_tau_s=cfg.level_noise_tau_s)
@@ -339,7 +341,8 @@ def evaluate_conversation(index: int) -> ConversationPart:
         outputs[GREEDY] = ([run_policy(policy, conv, rows, _int_seed(cfg.seed, conv.conversation_id, "greedy"),
                                        0.0, persona="mean")], True)
         outputs[SAMPLED] = ([run_policy(policy, conv, rows, _int_seed(cfg.seed, conv.conversation_id, "policy", k),
-                                        cfg.temperature, cfg.token_temperature) for k in range(cfg.samples)],
+                                        cfg.temperature, cfg.token_temperature, cfg.persona)
+                             for k in range(cfg.samples)],
                              False)
     for b in baselines:
         if not b.available(conv):
@@ -445,7 +448,9 @@ def results_markdown(result: EvalResult) -> str:
     head = ["method", "n"] + [h + arrow[d] for _, h, _, d in COLUMNS]
     lines = ["# Evaluation", "", f"Data: `{result.config['data']}`, split `{result.config['split']}`, "
              f"policy `{result.config['policy']}`, {result.config['samples']} sample(s) per context at "
-             f"temperature {result.config['temperature']}, rater panel seed {result.config['panel_seed']} "
+             f"temperature {result.config['temperature']} as persona "
+             f"`{result.config.get('persona', 'sample')}` (greedy: `mean`), "
+             f"rater panel seed {result.config['panel_seed']} "
              f"({result.config['n_raters']} raters).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, row in result.methods.items():

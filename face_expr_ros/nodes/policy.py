@@ -110,6 +110,7 @@ class PolicyNode(Node):
         s = self.settings = base.declare_settings(self, config.PolicySettings)
         from face_expr_ros.perception.text_encoder import TextEncoder, default_encoder_dir, transcript_text
         from face_expr_ros.policy.model_dir import PolicyFileError
+        from face_expr_ros.policy.persona import parse_choice
         from face_expr_ros.policy.runtime import Observation, Policy
 
         self._observation, self._transcript_text = Observation, transcript_text
@@ -122,7 +123,7 @@ class PolicyNode(Node):
                                       code_persistence=s.code_persistence,
                                       level_noise_tau_s=s.level_noise_tau_s, replan_every=s.replan_every,
                                       smoothing_s=s.smoothing_s, seed=seed,
-                                      persona=int(s.persona) if s.persona.isdigit() else s.persona)
+                                      persona=parse_choice(s.persona))
         except (PolicyFileError, FileNotFoundError, ValueError, ImportError) as err:
             raise config.ConfigError(f"node policy: cannot load the policy from {model_dir!r}: {err}") from None
         self.text_encoder = TextEncoder.ensure(default_encoder_dir())

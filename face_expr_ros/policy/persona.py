@@ -38,6 +38,12 @@ class PersonaError(ValueError):
     """A persona file or a persona choice that cannot be used; the text names the file or field."""
 
 
+def parse_choice(text: str) -> str | int:
+    """A persona choice as written in a parameter file or on a command line: a number is a bank index."""
+    text = text.strip()
+    return int(text) if text.isdigit() else text
+
+
 def track_statistics(listener: NDArray[np.floating]) -> NDArray[np.float64]:
     """(T, 55) listener track -> (110,): per-channel mean, then per-channel standard deviation."""
     track = np.asarray(listener, np.float64)

@@ -124,7 +124,7 @@ def test_set_persona_and_bad_persona_choices(saved):
     policy = Policy.load(saved[2], "onnxruntime")
     policy.set_persona(np.ones(policy.cfg.persona_dim))
     np.testing.assert_array_equal(policy.inputs()["persona"][0], 1.0)
-    with pytest.raises(PolicyInputError, match=r"persona has shape \(3,\)"):
+    with pytest.raises(PolicyInputError, match=r"set_persona.persona has shape \(3,\)"):
         policy.set_persona(np.ones(3))
     with pytest.raises(PolicyInputError, match="persona contains NaN"):
         policy.set_persona(np.full(policy.cfg.persona_dim, np.nan))

@@ -135,8 +135,9 @@ def load_policy(model_dir: str | Path, *, need_onnx: bool = True) -> PolicyBundl
     listed = manifest.get("files")
     if not isinstance(listed, dict):
         raise PolicyFileError(f"{root / MANIFEST_FILE}: missing field 'files'")
-    required = [WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE, PERSONA_FILE] + ([ENCODER_FILE, HEAD_FILE] if need_onnx
-                                                                            else [])
+    required = [WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE, PERSONA_FILE]
+    if need_onnx:
+        required += [ENCODER_FILE, HEAD_FILE]
     for name in required:
         if name not in listed:
             raise PolicyFileError(f"{root / MANIFEST_FILE}: field 'files' does not list {name}")

@@ -80,12 +80,12 @@ def silent_audio_frame(audio_dim: int) -> F32:
     return frame
 
 
-def _vector(value: ArrayLike, size: int, field: str) -> F32:
+def _vector(value: ArrayLike, size: int, field: str, owner: str = "observation") -> F32:
     arr = np.asarray(value, dtype=np.float32)
     if arr.shape != (size,):
-        raise PolicyInputError(f"observation.{field} has shape {arr.shape}, expected ({size},)")
+        raise PolicyInputError(f"{owner}.{field} has shape {arr.shape}, expected ({size},)")
     if not np.isfinite(arr).all():
-        raise PolicyInputError(f"observation.{field} contains NaN or inf")
+        raise PolicyInputError(f"{owner}.{field} contains NaN or inf")
     return arr
 
 
@@ -167,7 +167,7 @@ class Policy:
 
     def set_persona(self, persona: ArrayLike) -> None:
         """Be this persona (P,) from now on (until the next ``reset``)."""
-        self.persona = _vector(persona, self.cfg.persona_dim, "persona")
+        self.persona = _vector(persona, self.cfg.persona_dim, "persona", owner="set_persona")
 
     # ------------------------------------------------------------------ the 30 Hz path
     def _push(self, obs: Observation) -> None:

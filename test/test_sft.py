@@ -127,6 +127,7 @@ def test_history_augmentation_hides_or_rescales_the_history_and_never_the_target
                        generator=torch.Generator().manual_seed(0), history_gain_noise=0.5)
     assert torch.equal(noisy["base"], plain["base"]) and torch.equal(noisy["deltas"], plain["deltas"])
     assert torch.equal(noisy["speaker"], plain["speaker"])
+    assert torch.equal(plain["persona"], personas[raw["conversation"]])  # each window, its listener's persona
     past, shown = plain["listener_past"], noisy["listener_past"]
     hidden = (shown == 0).flatten(1).all(1) & (past != 0).flatten(1).any(1)
     assert 0 < int(hidden.sum()) < len(past)  # about half the windows hidden

@@ -30,7 +30,6 @@ from numpy.typing import NDArray
 
 from face_expr_ros import expression as ex
 
-DEFAULT_DIM = 8
 PERSONA_CHOICES = ("sample", "mean")  # or the index of a bank entry
 
 
@@ -68,7 +67,7 @@ class PersonaSpace:
         return int(self.components.shape[0])
 
     @classmethod
-    def fit(cls, tracks: Sequence[NDArray[np.floating]], dim: int = DEFAULT_DIM) -> PersonaSpace:
+    def fit(cls, tracks: Sequence[NDArray[np.floating]], dim: int) -> PersonaSpace:
         """Fit on the listener tracks of the training conversations (one track per listener)."""
         if dim < 1:
             raise PersonaError(f"persona dim must be >= 1, got {dim}")
@@ -83,11 +82,10 @@ class PersonaSpace:
         keep = int(min(dim, np.sum(spread > 1e-6)))
         components = np.zeros((dim, stats.shape[1]))
         components[:keep] = vt[:keep] / spread[:keep, None]
-        space = cls(center, scale, components, np.zeros((0, dim), np.float32))
-        return cls(center, scale, components, space.embed_statistics(stats))
+        return cls(center, scale, components, (z @ components.T).astype(np.float32))
 
     @classmethod
-    def neutral(cls, dim: int = DEFAULT_DIM) -> PersonaSpace:
+    def neutral(cls, dim: int) -> PersonaSpace:
         """A space that knows only the average listener (models made without data, tests)."""
         n = 2 * ex.DIM
         return cls(np.zeros(n), np.ones(n), np.zeros((dim, n)), np.zeros((1, dim), np.float32))

@@ -98,7 +98,8 @@ def main() -> None:
     texts, offsets = text_table(ds, text_mode, str(default_encoder_dir()), args.cache / f"text_{args.split}.npz",
                                 read_manifest(args.data).data_hash(), True)
     # Open loop on recorded windows: each window as its recorded listener's persona.
-    personas = torch.from_numpy(np.stack([bundle.persona.embed(c.arrays["listener_expression"])
+    personas = torch.from_numpy(np.stack([bundle.persona.embed(c.arrays["listener_expression"],
+                                                               c.arrays["speaker_expression"])
                                           for c in ds.conversations]))
     pause_starts = [np.array([p.start for p in timeline_of(c).backchannel_places(0.3)]) for c in ds.conversations]
     chosen = np.random.default_rng(0).choice(len(ds), size=min(args.windows, len(ds)), replace=False)

@@ -11,16 +11,33 @@ from face_expr_ros.policy.model_dir import PolicyInputError
 from face_expr_ros.policy.persona import PersonaError, PersonaSpace, parse_choice, track_statistics
 from face_expr_ros.policy.runtime import Observation, Policy
 
+SMILE = ex.indices(("mouthSmileLeft", "mouthSmileRight"))
 
-def _listeners(n=12):
-    """Listeners who differ in how much they move (a gain) and in how much they smile (an offset)."""
-    smile = ex.indices(("mouthSmileLeft", "mouthSmileRight"))
+
+def _speakers(n=12, seed=0):
+    """Speakers who hold a smile, of a level that differs from conversation to conversation."""
+    levels = np.random.default_rng(seed).uniform(0.0, 0.6, n)
+    tracks = [np.zeros((400, ex.DIM), np.float32) for _ in range(n)]
+    for track, level in zip(tracks, levels):
+        track[:, SMILE] = level
+    return tracks
+
+
+def _listeners(n=12, speakers=None):
+    """Listeners who differ in how much they move (a gain) and in how much they smile (an offset);
+    with ``speakers``, each also smiles back its speaker's smile (the conversation's share)."""
     tracks = []
     for k in range(n):
         track = synthetic_actions(400, seed=k) * (0.2 + 0.1 * k)
-        track[:, smile] += 0.3 * (k % 3)
+        track[:, SMILE] += 0.3 * (k % 3) + (speakers[k][:, SMILE] if speakers is not None else 0.0)
         tracks.append(ex.clamp(track))
     return tracks
+
+
+def _fit(n=12, dim=4):
+    speakers = _speakers(n)
+    listeners = _listeners(n, speakers)
+    return PersonaSpace.fit(listeners, speakers, dim=dim), listeners, speakers
 
 
 @pytest.fixture(scope="module")
@@ -36,29 +53,59 @@ def test_track_statistics_are_means_then_spreads():
     for bad, match in [(track[:1], "shape"), (track[:, :3], "shape"), (np.full_like(track, np.nan), "NaN")]:
         with pytest.raises(PersonaError, match=match):
             track_statistics(bad)
+    with pytest.raises(PersonaError, match="speaker track contains NaN"):
+        track_statistics(np.full_like(track, np.nan), "speaker")
 
 
 def test_fitted_space_is_whitened_and_reproduces_its_listeners():
-    tracks = _listeners()
-    space = PersonaSpace.fit(tracks, dim=4)
+    space, listeners, speakers = _fit()
     assert space.bank.shape == (12, 4)
     np.testing.assert_allclose(space.bank.mean(0), 0.0, atol=1e-5)  # the origin is the average listener
     np.testing.assert_allclose(space.bank.std(0, ddof=1), 1.0, atol=1e-4)  # unit variance per component
-    np.testing.assert_allclose(space.embed(tracks[5]), space.bank[5], atol=1e-5)
+    np.testing.assert_allclose(space.embed(listeners[5], speakers[5]), space.bank[5], atol=1e-5)
     # The first component is how much the listener moves: it orders them by their gain.
     order = np.argsort(np.argsort(space.bank[:, 0]))
     assert abs(np.corrcoef(order, np.arange(12))[0, 1]) > 0.95
 
 
+def _r2(bank, target):
+    """How much of ``target``'s variance a linear function of the personas explains."""
+    x = np.c_[np.ones(len(bank)), bank]
+    fit = x @ np.linalg.lstsq(x, target, rcond=None)[0]
+    return 1.0 - np.sum((target - fit) ** 2) / np.sum((target - target.mean()) ** 2)
+
+
+def test_the_speakers_share_is_not_part_of_the_persona():
+    n = 30
+    space, listeners, speakers = _fit(n)
+    speaker_smile = np.array([s[0, SMILE[0]] for s in speakers])
+    own_smile = 0.3 * (np.arange(n) % 3)  # the listener's own offset
+    # Fitted without the speakers (all the same), the smile the speaker caused is part of the persona...
+    blind = PersonaSpace.fit(listeners, [np.zeros((400, ex.DIM))] * n, dim=4)
+    assert _r2(blind.bank, speaker_smile) > 0.3
+    # ...with them, the personas do not tell the speaker, and the listener's own smile is still there.
+    assert _r2(space.bank, speaker_smile) < 0.1
+    assert _r2(space.bank, own_smile) > 0.85
+    # The same listener heard with a more cheerful speaker moves less than without the adjustment
+    # (not to zero: the ridge keeps N / (N + 0.5 N) = 2/3 of the regression here).
+    cheerful = speakers[4].copy()
+    cheerful[:, SMILE] += 0.2
+    again = ex.clamp(listeners[4] + (cheerful - speakers[4]))
+    moved = np.linalg.norm(space.embed(again, cheerful) - space.bank[4])
+    assert moved < 0.6 * np.linalg.norm(blind.embed(again, cheerful) - blind.bank[4])
+    with pytest.raises(PersonaError, match="12 listener tracks but 11 speaker tracks"):
+        PersonaSpace.fit(listeners[:12], speakers[:11], dim=4)
+
+
 def test_components_past_the_data_rank_are_zero():
-    space = PersonaSpace.fit(_listeners(3), dim=8)  # 3 listeners span at most 2 centred directions
+    space = PersonaSpace.fit(_listeners(3), _speakers(3), dim=8)  # 3 listeners span at most 2 centred directions
     assert space.dim == 8
     np.testing.assert_array_equal(space.bank[:, 2:], 0.0)
     assert np.abs(space.bank[:, :2]).max() > 0.1
 
 
 def test_choose_sample_mean_index_and_bad_choices():
-    space = PersonaSpace.fit(_listeners(), dim=4)
+    space, _, _ = _fit()
     np.testing.assert_array_equal(space.choose("mean"), np.zeros(4, np.float32))
     np.testing.assert_array_equal(space.choose(3), space.bank[3])
     drawn = np.array([space.choose("sample", np.random.default_rng(s)) for s in range(40)])
@@ -78,15 +125,18 @@ def test_parse_choice_reads_numbers_as_bank_indices():
 
 
 def test_save_load_round_trip_and_corrupt_files(tmp_path):
-    space = PersonaSpace.fit(_listeners(), dim=4)
+    space, listeners, speakers = _fit()
     space.save(tmp_path / "p.npz")
     back = PersonaSpace.load(tmp_path / "p.npz")
     np.testing.assert_array_equal(back.bank, space.bank)
-    np.testing.assert_allclose(back.embed(_listeners()[2]), space.bank[2], atol=1e-5)
-    np.savez(tmp_path / "q.npz", center=space.center, scale=space.scale)
-    with pytest.raises(PersonaError, match=r"q.npz: missing array\(s\) \['components', 'bank'\]"):
+    np.testing.assert_allclose(back.embed(listeners[2], speakers[2]), space.bank[2], atol=1e-5)
+    # A persona file of the sixth round (no speaker adjustment) names what it lacks.
+    np.savez(tmp_path / "q.npz", center=space.center, scale=space.scale, components=space.components, bank=space.bank)
+    with pytest.raises(PersonaError, match=r"q.npz: missing array\(s\) \['speaker_center', 'speaker_scale', "
+                                           r"'speaker_map'\]"):
         PersonaSpace.load(tmp_path / "q.npz")
-    np.savez(tmp_path / "r.npz", center=space.center, scale=space.scale, components=space.components,
+    np.savez(tmp_path / "r.npz", **{k: getattr(space, k) for k in ("center", "scale", "speaker_center",
+                                                                    "speaker_scale", "speaker_map", "components")},
              bank=np.zeros((2, 5), np.float32))
     with pytest.raises(PersonaError, match=r"r.npz: arrays have inconsistent shapes"):
         PersonaSpace.load(tmp_path / "r.npz")

@@ -184,8 +184,29 @@ def test_bad_runtime_settings(saved):
         Policy(TorchBackend(net), net.cfg, tok, blend="average")
     with pytest.raises(ValueError, match="smoothing_s"):
         Policy(TorchBackend(net), net.cfg, tok, smoothing_s=-0.1)
-    with pytest.raises(ValueError, match="token_temperature"):
-        Policy(TorchBackend(net), net.cfg, tok, token_temperature=-1.0)
+    for bad in ({"token_temperature": -1.0}, {"eyelid_temperature": -0.5}, {"gaze_temperature": -0.1}):
+        with pytest.raises(ValueError, match="token/eyelid/gaze temperatures >= 0"):
+            Policy(TorchBackend(net), net.cfg, tok, **bad)
+
+
+def test_eyelids_and_gaze_have_their_own_token_temperature(saved):
+    net, tok, _ = saved
+    gaze = [i for i, name in enumerate(ex.EXPRESSION_NAMES) if name.startswith("eyeLook")]
+    lids = ex.indices(("eyeBlinkLeft", "eyeBlinkRight"))
+    policy = Policy(TorchBackend(net), net.cfg, tok, token_temperature=0.0, eyelid_temperature=0.0,
+                    gaze_temperature=1.0, level_noise_tau_s=0.0, code_persistence=0.0)
+    h, _ = policy.backend.encode(policy.inputs())
+    one_code = np.full((1, net.cfg.n_codes), -1e4, np.float32)
+    one_code[0, 2] = 0.0  # the same code every draw: only the tokens' temperatures differ
+    draws = [policy.sample(h, one_code) for _ in range(40)]
+    base = np.stack([d.base[0] for d in draws])
+    others = np.setdiff1d(np.arange(ex.DIM), gaze)
+    assert (base[:, others] == base[0, others]).all()  # greedy: the token temperature 0, eyelids too
+    assert len({tuple(row) for row in base[:, gaze]}) > 5  # the gaze is drawn at temperature 1
+    # With the defaults the eyelids are drawn at their own temperature and the gaze at theirs.
+    temps = Policy(TorchBackend(net), net.cfg, tok)._token_temperatures()
+    assert np.allclose(temps[lids], 0.9) and np.allclose(temps[gaze], 1.0)
+    assert np.allclose(np.delete(temps, np.r_[lids, gaze]), 0.7)
 
 
 # ---------------------------------------------------------------- back-end selection and TensorRT

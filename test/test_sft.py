@@ -93,7 +93,8 @@ def test_sft_learns_and_writes_everything(tiny_data, tmp_path):
     # One persona per training listener, fitted on the training split (the val listener is not in the bank).
     train_convs = list(shards.iter_conversations(tiny_data, "train"))
     assert bundle.persona.bank.shape == (len(train_convs), bundle.config.persona_dim)
-    np.testing.assert_allclose(bundle.persona.embed(train_convs[1].arrays["listener_expression"]),
+    np.testing.assert_allclose(bundle.persona.embed(train_convs[1].arrays["listener_expression"],
+                                                    train_convs[1].arrays["speaker_expression"]),
                                bundle.persona.bank[1], atol=1e-5)
 
 

@@ -9,6 +9,7 @@ from face_expr_ros.policy.persona import parse_choice
 from face_expr_ros.policy.sampling import (
     DEFAULT_CODE_PERSISTENCE,
     DEFAULT_EYELID_TEMPERATURE,
+    DEFAULT_GAZE_TEMPERATURE,
     DEFAULT_LEVEL_NOISE_TAU_S,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOKEN_TEMPERATURE,
@@ -47,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--eyelid-temperature", type=float, default=DEFAULT_EYELID_TEMPERATURE,
                         help="sampling temperature of the eyelid tokens (blinks are rare events; "
                         f"default {DEFAULT_EYELID_TEMPERATURE})")
+    parser.add_argument("--gaze-temperature", type=float, default=DEFAULT_GAZE_TEMPERATURE,
+                        help="sampling temperature of the gaze tokens (glances away are rare events; "
+                        f"default {DEFAULT_GAZE_TEMPERATURE})")
     parser.add_argument("--code-persistence", type=float, default=DEFAULT_CODE_PERSISTENCE,
                         help="logit bonus for the previous plan's code (0 = off; "
                         f"default {DEFAULT_CODE_PERSISTENCE})")
@@ -90,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         max_conversations=args.max_conversations, panel_seed=args.panel_seed, n_raters=args.raters,
         backend=args.backend, temperature=args.temperature, top_p=args.top_p,
         token_temperature=args.token_temperature,
-        eyelid_temperature=args.eyelid_temperature, code_persistence=args.code_persistence,
+        eyelid_temperature=args.eyelid_temperature, gaze_temperature=args.gaze_temperature,
+        code_persistence=args.code_persistence,
         level_noise_tau_s=args.level_noise_tau, persona=parse_choice(args.persona), text=args.text,
         text_encoder_dir=args.text_encoder_dir, baselines=names, seed=args.seed, workers=args.workers,
         progress=not args.no_progress,

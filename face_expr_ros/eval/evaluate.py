@@ -51,6 +51,7 @@ from face_expr_ros.learning.shards import Conversation, iter_conversations, read
 from face_expr_ros.policy.sampling import (
     DEFAULT_CODE_PERSISTENCE,
     DEFAULT_EYELID_TEMPERATURE,
+    DEFAULT_GAZE_TEMPERATURE,
     DEFAULT_LEVEL_NOISE_TAU_S,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOKEN_TEMPERATURE,
@@ -107,6 +108,7 @@ class EvalConfig:
     top_p: float = DEFAULT_TOP_P
     token_temperature: float = DEFAULT_TOKEN_TEMPERATURE
     eyelid_temperature: float = DEFAULT_EYELID_TEMPERATURE
+    gaze_temperature: float = DEFAULT_GAZE_TEMPERATURE
     code_persistence: float = DEFAULT_CODE_PERSISTENCE
     level_noise_tau_s: float = DEFAULT_LEVEL_NOISE_TAU_S
     persona: str | int = "sample"  # of the sampled runs (runtime.Policy); greedy runs are the mean persona
@@ -265,6 +267,7 @@ def _load_policy_into_state(cfg: EvalConfig, threads: int) -> None:
     _STATE["policy"] = Policy.load(cfg.policy, cfg.backend, threads=threads, temperature=0.0, top_p=cfg.top_p,
                                    persona=cfg.persona,
                                    eyelid_temperature=cfg.eyelid_temperature,
+                                   gaze_temperature=cfg.gaze_temperature,
                                    code_persistence=cfg.code_persistence,
                                    level_noise_tau_s=cfg.level_noise_tau_s)
     mode = text_mode(cfg)

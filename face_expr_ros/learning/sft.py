@@ -298,10 +298,12 @@ def _train(cfg: SFTConfig) -> Path:
     listeners = [c.arrays["listener_expression"] for c in train_ds.conversations]
     actions = np.concatenate(listeners)
     tok = ActionTokenizer.fit(actions, horizon=arch.horizon, n_keyframes=arch.n_keyframes, n_bins=arch.n_bins)
-    persona_space = PersonaSpace.fit(listeners, arch.persona_dim)
+    persona_space = PersonaSpace.fit(listeners, [c.arrays["speaker_expression"] for c in train_ds.conversations],
+                                     arch.persona_dim)
     personas = torch.from_numpy(persona_space.bank)
-    val_personas = torch.from_numpy(np.stack([persona_space.embed(c.arrays["listener_expression"])
-                                              for c in val_ds.conversations])) if val_ds is not None else None
+    val_personas = torch.from_numpy(np.stack([
+        persona_space.embed(c.arrays["listener_expression"], c.arrays["speaker_expression"])
+        for c in val_ds.conversations])) if val_ds is not None else None
     audio = np.concatenate([audio_frame_features(c) for c in train_ds.conversations])
     arch = PolicyConfig(**{**arch.to_dict(), "audio_dim": audio.shape[1]})
     texts, offsets = text_table(train_ds, cfg.text, cfg.text_encoder_dir, out / "text_cache_train.npz", data_hash,

@@ -32,7 +32,8 @@ def synthetic_actions(n: int = 2000, seed: int = 0) -> np.ndarray:
 def synthetic_personas(dim: int, n_listeners: int = 6, seed: int = 0) -> PersonaSpace:
     """A persona space fitted on listeners of different expressivity (each a gain on synthetic frames)."""
     tracks = [ex.clamp(synthetic_actions(300, seed + k) * (0.3 + 0.3 * k)) for k in range(n_listeners)]
-    return PersonaSpace.fit(tracks, dim)
+    speakers = [synthetic_actions(300, seed + 100 + k) for k in range(n_listeners)]
+    return PersonaSpace.fit(tracks, speakers, dim)
 
 
 def make_net(cfg: PolicyConfig | None = None, seed: int = 0, weight_scale: float = 6.0) -> ListenerPolicy:

@@ -44,6 +44,7 @@ from face_expr_ros.policy.persona import PersonaSpace
 from face_expr_ros.policy.sampling import (
     DEFAULT_CODE_PERSISTENCE,
     DEFAULT_EYELID_TEMPERATURE,
+    DEFAULT_GAZE_TEMPERATURE,
     DEFAULT_LEVEL_NOISE_TAU_S,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOKEN_TEMPERATURE,
@@ -58,6 +59,7 @@ F32 = NDArray[np.float32]
 DEFAULT_REPLAN_EVERY = 4
 DEFAULT_SMOOTHING_S = 0.1
 _EYELIDS = ex.indices(("eyeBlinkLeft", "eyeBlinkRight"))
+_GAZE = [i for i, name in enumerate(ex.EXPRESSION_NAMES) if name.startswith("eyeLook")]
 MAX_SINCE_WORD_S = 30.0  # features.seconds_since_last_word caps at 30 s
 LOG_MEL_FLOOR = math.log(1e-10)  # perception/audio_features.py floors mel power at 1e-10
 ENERGY_FLOOR_DB = -120.0
@@ -98,6 +100,7 @@ class Policy:
                  top_p: float = DEFAULT_TOP_P,
                  token_temperature: float | None = DEFAULT_TOKEN_TEMPERATURE,
                  eyelid_temperature: float | None = DEFAULT_EYELID_TEMPERATURE,
+                 gaze_temperature: float | None = DEFAULT_GAZE_TEMPERATURE,
                  code_persistence: float = DEFAULT_CODE_PERSISTENCE,
                  level_noise_tau_s: float = DEFAULT_LEVEL_NOISE_TAU_S, seed: int = 0,
                  blend: str = "crossfade", ensemble_decay: float = 0.1,
@@ -106,10 +109,10 @@ class Policy:
             raise ValueError(f"replan_every must be in 1..{config.horizon} (the chunk length), got {replan_every}")
         if blend not in ("ensemble", "crossfade"):
             raise ValueError(f"blend must be 'ensemble' or 'crossfade', got {blend!r}")
-        if temperature < 0 or not 0 < top_p <= 1 or any(t is not None and t < 0 for t in (token_temperature,
-                                                                                          eyelid_temperature)):
-            raise ValueError(f"need temperature >= 0, token_temperature >= 0, eyelid_temperature >= 0 and "
-                             f"0 < top_p <= 1, got {temperature}, {token_temperature}, {eyelid_temperature}, {top_p}")
+        if temperature < 0 or not 0 < top_p <= 1 or any(t is not None and t < 0 for t in (
+                token_temperature, eyelid_temperature, gaze_temperature)):
+            raise ValueError(f"need temperature >= 0, token/eyelid/gaze temperatures >= 0 and 0 < top_p <= 1, got "
+                             f"{temperature}, {token_temperature}, {eyelid_temperature}, {gaze_temperature}, {top_p}")
         self.backend, self.cfg, self.tokenizer = backend, config, tokenizer
         self.persona_space = persona_space if persona_space is not None else PersonaSpace.neutral(config.persona_dim)
         if self.persona_space.dim != config.persona_dim:
@@ -118,6 +121,7 @@ class Policy:
         self.persona_choice = persona
         self.replan_every, self.temperature, self.top_p = replan_every, temperature, top_p
         self.token_temperature, self.eyelid_temperature = token_temperature, eyelid_temperature
+        self.gaze_temperature = gaze_temperature
         if not 0.0 <= code_persistence <= 20.0:
             raise ValueError(f"code_persistence must be in [0, 20] (a logit bonus), got {code_persistence}")
         self.code_persistence = code_persistence
@@ -227,16 +231,21 @@ class Policy:
                             base_uniforms=uniforms)
 
     def _token_temperatures(self) -> float | F32 | None:
-        """The tokens' temperature: one value, or per channel when the eyelids have their own.
+        """The tokens' temperature: one value, or per channel when the eyelids or the gaze have their own.
 
         A blink is a rare event in any one plan (about one chunk in ten); drawn cool like the
-        other tokens, its tokens are all but never chosen and the face stops blinking.
+        other tokens, its tokens are all but never chosen and the face stops blinking. A glance
+        away is the same kind of event: drawn at the cool token temperature, the gaze spread was
+        half the recorded listeners' (docs/policy.md, "Blinks and glances").
         """
         tok_t = self.temperature if self.token_temperature is None else self.token_temperature
-        if self.eyelid_temperature is None or self.eyelid_temperature == tok_t or self.temperature <= 0:
+        own = [(idx, t) for idx, t in ((_EYELIDS, self.eyelid_temperature), (_GAZE, self.gaze_temperature))
+               if t is not None and t != tok_t]
+        if not own or self.temperature <= 0:
             return tok_t
         temps = np.full(ex.DIM, tok_t, np.float32)
-        temps[_EYELIDS] = self.eyelid_temperature
+        for idx, t in own:
+            temps[idx] = t
         return temps
 
     def _code_bias(self, n_codes: int) -> F32 | None:

@@ -31,10 +31,12 @@ from numpy.typing import ArrayLike, NDArray
 F32 = NDArray[np.float32]
 I64 = NDArray[np.int64]
 # Defaults of the streaming policy and the evaluation: the code at full temperature (behaviour at
-# its natural rate), the tokens given the code cooler (see ``sample_chunk``), except the eyelids'
-# (``runtime.Policy``: a blink is a rare event in any one plan, and a cool draw all but never picks it).
+# its natural rate), the tokens given the code cooler (see ``sample_chunk``), except the eyelids' and
+# the gaze's (``runtime.Policy``: blinks and glances away are rare events in any one plan, and a cool
+# draw all but never picks them).
 DEFAULT_TEMPERATURE, DEFAULT_TOP_P, DEFAULT_TOKEN_TEMPERATURE = 1.0, 1.0, 0.7
-DEFAULT_EYELID_TEMPERATURE = 1.0
+DEFAULT_EYELID_TEMPERATURE = 0.9
+DEFAULT_GAZE_TEMPERATURE = 1.0
 DEFAULT_CODE_PERSISTENCE = 3.0
 DEFAULT_LEVEL_NOISE_TAU_S = 1.0
 

@@ -24,10 +24,10 @@ The persona of a listener is a point in a small space fitted on the training con
 Step 2 matters because the persona is carried from one conversation to another. Measured on the
 synthetic training split (283 conversations), the speaker's statistics predict 46-58 % of the
 variance of persona components 2-4 when the raw statistics are used (held-out ridge regression,
-``benchmarks/bench_persona_speaker.py``);
-a persona drawn from the bank then brought its own speaker's affect into a new conversation, where
-the network, which also reads the current speaker, counted it twice: the spread of the smile
-across conversations came out 1.6 times the recorded listeners'. Removing the speaker's share is
+``benchmarks/bench_persona_speaker.py``); a persona drawn from the bank then brought its own
+speaker's affect into a new conversation, where the network, which also reads the current
+speaker, counted it twice: the spread of the smile across conversations came out 1.6 times the
+recorded listeners'. Removing the speaker's share is
 the "regress out the nuisance factor" of speaker normalisation (for example within-class
 covariance normalisation of speaker embeddings, Hatch et al., Interspeech 2006), applied with the
 speaker as the nuisance.
@@ -164,13 +164,12 @@ class PersonaSpace:
     @classmethod
     def load(cls, path: str | Path) -> PersonaSpace:
         path = Path(path)
-        names = _ARRAYS
         try:
             with np.load(path) as npz:
-                missing = [k for k in names if k not in npz.files]
+                missing = [k for k in _ARRAYS if k not in npz.files]
                 if missing:
                     raise PersonaError(f"{path}: missing array(s) {missing}")
-                arrays = {k: npz[k] for k in names}
+                arrays = {k: npz[k] for k in _ARRAYS}
         except (OSError, ValueError) as err:
             if isinstance(err, PersonaError):
                 raise

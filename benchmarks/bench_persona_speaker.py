@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from face_expr_ros.learning.shards import iter_conversations
 from face_expr_ros.policy.network import PolicyConfig
-from face_expr_ros.policy.persona import PersonaSpace, track_statistics
+from face_expr_ros.policy.persona import PersonaSpace, ridge_map, standardiser, track_statistics
 
 
 def held_out_r2(features: NDArray[np.float64], targets: NDArray[np.float64], ridge: float, folds: int = 3,
@@ -35,11 +35,10 @@ def held_out_r2(features: NDArray[np.float64], targets: NDArray[np.float64], rid
     sst = np.zeros(targets.shape[1])
     for held in np.array_split(order, folds):
         fit = np.setdiff1d(order, held)
-        mu, sd = features[fit].mean(0), np.maximum(features[fit].std(0), 1e-6)
+        mu, sd = standardiser(features[fit])
         x_fit, x_held = (features[fit] - mu) / sd, (features[held] - mu) / sd
         y_mean = targets[fit].mean(0)
-        gram = x_fit.T @ x_fit + ridge * len(fit) * np.eye(x_fit.shape[1])
-        w = np.linalg.solve(gram, x_fit.T @ (targets[fit] - y_mean))
+        w = ridge_map(x_fit, targets[fit] - y_mean, ridge)
         sse += ((targets[held] - y_mean - x_held @ w) ** 2).sum(0)
         sst += ((targets[held] - y_mean) ** 2).sum(0)
     return 1.0 - sse / sst

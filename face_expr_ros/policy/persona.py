@@ -72,9 +72,15 @@ def track_statistics(track: NDArray[np.floating], role: str = "listener") -> NDA
     return np.concatenate([frames.mean(0), frames.std(0)])
 
 
-def _standardiser(stats: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def standardiser(stats: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Center and spread of statistics over conversations (floored: constant channels add nothing)."""
     return stats.mean(0), np.maximum(stats.std(0), 1e-6)
+
+
+def ridge_map(x: NDArray[np.float64], y: NDArray[np.float64], ridge: float) -> NDArray[np.float64]:
+    """(F, G) least-squares map from centred ``x`` (N, F) to centred ``y`` (N, G) with the L2 penalty
+    ``ridge * N`` (ridge regression, Hoerl & Kennard 1970)."""
+    return np.linalg.solve(x.T @ x + ridge * len(x) * np.eye(x.shape[1]), x.T @ y)
 
 
 @dataclass(frozen=True)
@@ -112,12 +118,12 @@ class PersonaSpace:
             raise PersonaError(f"speaker ridge must be > 0, got {ridge}")
         listener_stats = np.stack([track_statistics(t) for t in listeners])
         speaker_stats = np.stack([track_statistics(t, "speaker") for t in speakers])
-        center, scale = _standardiser(listener_stats)
-        speaker_center, speaker_scale = _standardiser(speaker_stats)
+        center, scale = standardiser(listener_stats)
+        speaker_center, speaker_scale = standardiser(speaker_stats)
         z_listener = (listener_stats - center) / scale
         z_speaker = (speaker_stats - speaker_center) / speaker_scale
         n, f = z_speaker.shape
-        speaker_map = np.linalg.solve(z_speaker.T @ z_speaker + ridge * n * np.eye(f), z_speaker.T @ z_listener)
+        speaker_map = ridge_map(z_speaker, z_listener, ridge)
         residual = z_listener - z_speaker @ speaker_map
         _, singular, vt = np.linalg.svd(residual, full_matrices=False)  # centred: both sides are
         spread = singular / np.sqrt(max(n - 1, 1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from test_baselines import tiny_conversation
 from face_expr_ros import expression as ex
 from face_expr_ros.eval import evaluate as E
 from face_expr_ros.learning import shards
-from face_expr_ros.policy.fixtures import make_policy
+from face_expr_ros.policy.fixtures import make_policy, synthetic_personas
+from face_expr_ros.policy.model_dir import save_policy
 from face_expr_ros.policy.network import PolicyConfig
 from face_expr_ros.policy.runtime import Policy
 
@@ -147,6 +149,28 @@ def test_run_policy_streams_observations_greedy_is_deterministic(policy_dir):
     wrong = shards.Conversation(conv.conversation_id, arrays, conv.words, conv.metadata)
     with pytest.raises(ValueError, match="audio features"):
         E.run_policy(policy, wrong, rows, seed=0, temperature=0.0)
+
+
+def test_conversations_a_method_was_fitted_on_are_refused_unless_allowed(dataset, tmp_path):
+    # The baselines replay the train split: scoring them on it is refused, naming the split.
+    with pytest.raises(ValueError, match=r"4 of 4 conversations of split 'train'.*baselines.*--allow-seen"):
+        E.evaluate(E.EvalConfig(data=dataset, split="train", baselines=("nn-retrieval",), out=tmp_path / "a",
+                                progress=False))
+    # A policy that records a test conversation among its training data (by content, so a copy of
+    # the shard in another folder or split is recognised too) is refused on that split.
+    manifest = shards.read_manifest(dataset)
+    first_test = next(c for c in manifest.conversations if c["split"] == "test")
+    net, tok, _ = make_policy(tmp_path / "scratch", TINY, seed=3, export=False)
+    policy = save_policy(tmp_path / "seen_policy", net, tok, synthetic_personas(TINY.persona_dim, seed=3),
+                         extra={"trained_on": [first_test["sha256"][:16]]})
+    cfg = E.EvalConfig(data=dataset, policy=policy, samples=1, baselines=(), out=tmp_path / "b", progress=False,
+                       max_conversations=1)
+    with pytest.raises(ValueError, match=rf"1 of 1 .*of the policy .*config.json 'trained_on'.*{first_test['id']}"):
+        E.evaluate(cfg)
+    # Allowed, it is scored and the report says what it is.
+    res = E.evaluate(replace(cfg, allow_seen=True))
+    assert res.config["seen_in_training"] == {"policy": [first_test["id"]], "baselines": []}
+    assert "Not a test of generalisation" in (tmp_path / "b" / "results.md").read_text()
 
 
 def test_sampling_check():

@@ -89,6 +89,10 @@ def test_sft_learns_and_writes_everything(tiny_data, tmp_path):
     assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
     bundle = load_policy(policy_dir)  # a complete, checked policy directory with ONNX graphs
     assert bundle.meta["data_hash"] == shards.read_manifest(tiny_data).data_hash()
+    # What it was trained on, by content: what `face-expr eval` refuses to call a test.
+    train_ids = shards.read_manifest(tiny_data).ids("train")
+    assert bundle.meta["trained_on"] == shards.read_manifest(tiny_data).fingerprints("train")
+    assert len(bundle.meta["trained_on"]) == len(train_ids) and all(len(f) == 16 for f in bundle.meta["trained_on"])
     assert bundle.config.audio_dim == 12 and bundle.config.window == 16
     # One persona per training listener, fitted on the training split (the val listener is not in the bank).
     train_convs = list(shards.iter_conversations(tiny_data, "train"))

@@ -25,7 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     synth.add_argument("out", type=Path, help="dataset folder to create")
     synth.add_argument("-n", "--conversations", type=int, default=100, help="how many (default 100)")
-    synth.add_argument("--seed", type=int, default=0, help="first conversation seed (default 0)")
+    synth.add_argument("--seed", type=int, default=0,
+                       help="first conversation seed (default 0): conversation i is made from seed SEED+i, so "
+                       "sets whose seed ranges overlap share those conversations; for new data use a "
+                       "SEED >= the other set's SEED + N")
     synth.add_argument("--style", default=None, help="force one listener style (default: the mix)")
     synth.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: cores)")
     synth.set_defaults(func=run_synth)

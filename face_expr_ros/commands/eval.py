@@ -71,6 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="comma-separated baselines, 'all' or 'none' (names in docs/evaluation.md)")
     parser.add_argument("--workers", type=int, default=1, help="processes, one policy each (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of sampling and baselines (default 0)")
+    parser.add_argument("--allow-seen", action="store_true",
+                        help="score conversations that the policy or the baselines were fitted on (refused by "
+                             "default: those scores measure memory, not generalisation); the report says so")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -98,9 +101,13 @@ def run(args: argparse.Namespace) -> int:
         code_persistence=args.code_persistence,
         level_noise_tau_s=args.level_noise_tau, persona=parse_choice(args.persona), text=args.text,
         text_encoder_dir=args.text_encoder_dir, baselines=names, seed=args.seed, workers=args.workers,
-        progress=not args.no_progress,
+        allow_seen=args.allow_seen, progress=not args.no_progress,
     )
-    result = evaluate(cfg)
+    try:
+        result = evaluate(cfg)
+    except ValueError as err:
+        print(f"face-expr eval: {err}")
+        return 2
     print(results_markdown(result))
     print(f"face-expr eval: wrote {len(result.files)} file(s) to {args.out}/")
     for path in result.files:

@@ -120,6 +120,7 @@ class EvalConfig:
     dtw_factor: int = 3
     plot_conversations: int = 2
     max_train: int | None = None
+    allow_seen: bool = False  # score conversations a method was fitted on (see seen_in_training)
     progress: bool = True
 
 
@@ -304,6 +305,44 @@ def load_split(cfg: EvalConfig) -> list[Conversation]:
     return conversations
 
 
+def seen_in_training(cfg: EvalConfig, conversation_ids: Sequence[str]) -> dict[str, list[str]]:
+    """Which of the evaluated conversations a method was fitted on, by the shards' fingerprints.
+
+    ``"policy"``: those in the policy's ``config.json["trained_on"]`` (whatever folder and split
+    they were trained from; a model saved before the field existed is not checked);
+    ``"baselines"``: those in the train split of ``cfg.data``, which random-from-train and
+    nearest-neighbour retrieval replay. Scores on such conversations measure memory, not
+    generalisation: nearest-neighbour retrieval finds the recorded listener itself.
+    """
+    manifest = read_manifest(cfg.data)
+    fingerprint = {c["id"]: c["sha256"][:16] for c in manifest.conversations}
+    seen: dict[str, list[str]] = {"policy": [], "baselines": []}
+    if cfg.policy is not None:
+        meta = json.loads((Path(cfg.policy) / "config.json").read_text())
+        trained_on = set(meta.get("trained_on", []))
+        seen["policy"] = [i for i in conversation_ids if fingerprint[i] in trained_on]
+    if any(n in ("random-train", "nn-retrieval") for n in cfg.baselines):
+        train = set(manifest.fingerprints("train"))
+        seen["baselines"] = [i for i in conversation_ids if fingerprint[i] in train]
+    return seen
+
+
+def check_unseen(cfg: EvalConfig, conversation_ids: Sequence[str]) -> dict[str, list[str]]:
+    """:func:`seen_in_training`, raising unless ``cfg.allow_seen`` when any method has seen any."""
+    seen = seen_in_training(cfg, conversation_ids)
+    if not cfg.allow_seen:
+        for who, ids in seen.items():
+            if ids:
+                source = f"{cfg.policy}/config.json 'trained_on'" if who == "policy" else f"{cfg.data} split 'train'"
+                raise ValueError(
+                    f"{len(ids)} of {len(conversation_ids)} conversations of split {cfg.split!r} in {cfg.data} "
+                    f"were in the training data of the {who} ({source}), e.g. {', '.join(ids[:3])}: scores on them "
+                    "measure memory, not generalisation. Evaluate another split or dataset (`face-expr data synth "
+                    "--seed S` numbers conversations from S, so a new set needs S >= the training set's seed + "
+                    "its size), or pass --allow-seen to score them anyway.")
+    return seen
+
+
 def load_baselines(cfg: EvalConfig) -> list[Baseline]:
     """``cfg.baselines``, fitted on the dataset's train split (read lazily, once)."""
     if not cfg.baselines:
@@ -456,6 +495,10 @@ def results_markdown(result: EvalResult) -> str:
              f"rater panel seed {result.config['panel_seed']} "
              f"({result.config['n_raters']} raters).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for who, ids in result.config.get("seen_in_training", {}).items():
+        if ids:
+            lines[3:3] = [f"**Not a test of generalisation:** the {who} was fitted on {len(ids)} of these "
+                          f"conversations (`--allow-seen`).", ""]
     for name, row in result.methods.items():
         cells = [name, str(int(row["conversations"]))] + [_fmt(row.get(k, math.nan), f) for k, _, f, _ in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
@@ -527,7 +570,9 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     if cfg.samples < 1:
         raise ValueError(f"samples must be >= 1, got {cfg.samples}")
     mode = text_mode(cfg)
-    n_conv = len(load_split(cfg))
+    conversation_ids = [c.conversation_id for c in load_split(cfg)]
+    seen = check_unseen(cfg, conversation_ids)
+    n_conv = len(conversation_ids)
     workers = max(1, min(cfg.workers, n_conv))
     bar = tqdm(total=n_conv, desc="eval", unit="conv", disable=not cfg.progress)
     parts: list[ConversationPart] = []
@@ -552,6 +597,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     config = {k: _jsonable(v) for k, v in asdict(cfg).items()}
     config["text_mode"] = mode
     config["conversations"] = [p.conversation_id for p in parts]
+    config["seen_in_training"] = seen
     config["appropriate"] = {"good_styles": list(GOOD_STYLES), "regenerated_styles": list(APPROPRIATE_STYLES)}
     result = EvalResult(rows, per_conv, sampling_check(rows), config)
 

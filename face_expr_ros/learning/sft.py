@@ -430,7 +430,8 @@ def _train(cfg: SFTConfig) -> Path:
     policy_dir = out / POLICY
     if is_main:
         save_policy(policy_dir, net.cpu().eval(), tok, persona_space, export=cfg.export_onnx,
-                    extra={"data_hash": data_hash, "trained_steps": cfg.steps, "text": cfg.text,
+                    extra={"data_hash": data_hash, "trained_on": manifest.fingerprints("train"),
+                           "trained_steps": cfg.steps, "text": cfg.text,
                            "sft": {k: v for k, v in asdict(cfg).items() if k != "arch"}})
     if ddp:
         dist.barrier()

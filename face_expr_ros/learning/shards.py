@@ -186,6 +186,17 @@ class Manifest:
             raise ShardError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
         return [c["id"] for c in self.conversations if split is None or c["split"] == split]
 
+    def fingerprints(self, split: str | None = None) -> list[str]:
+        """Short content hashes (16 hex digits of each shard's sha256) of ``split``, sorted.
+
+        Shards are written byte-for-byte deterministically, so the same conversation has the same
+        fingerprint in any dataset folder: this is how ``face-expr eval`` recognises conversations a
+        model was trained on even when they sit in another folder under another split.
+        """
+        if split is not None and split not in SPLITS:
+            raise ShardError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+        return sorted(c["sha256"][:16] for c in self.conversations if split is None or c["split"] == split)
+
     def data_hash(self) -> str:
         """One hash over every shard's hash: identifies the data a model was trained on."""
         joined = "".join(sorted(c["sha256"] for c in self.conversations))

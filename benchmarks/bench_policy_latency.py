@@ -44,7 +44,7 @@ def observations(n: int, audio_dim: int, seed: int = 0) -> list[Observation]:
     for k in range(n):
         face = None if k % 50 > 45 else ex.clamp(rng.uniform(0.0, 0.4, ex.DIM) * (ex.UPPER > 0))
         audio = None if k % 97 == 0 else rng.normal(-6.0, 3.0, audio_dim).astype(np.float32)
-        out.append(Observation(face, audio, text if k > 30 else None, (k % 40) / 30.0))
+        out.append(Observation(face, audio, text if k > 30 else None))
     return out
 
 

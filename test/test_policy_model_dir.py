@@ -106,6 +106,15 @@ def test_bad_config_field(copy):
         load_policy(copy)
 
 
+def test_model_of_another_input_layout_is_refused(copy):
+    # A model trained before the pause input became the VAD's silence clock had `since_word`.
+    config = json.loads((copy / "config.json").read_text())
+    config["inputs"]["since_word"] = config["inputs"].pop("silence")
+    _rewrite_with_manifest(copy, "config.json", json.dumps(config))
+    with pytest.raises(PolicyFileError, match=r"config.json: field 'inputs' names .*'since_word'.*retrain"):
+        load_policy(copy)
+
+
 def test_config_and_weights_disagree(copy):
     config = json.loads((copy / "config.json").read_text())
     config["architecture"]["d_ff"] = 64
@@ -156,5 +165,3 @@ def test_observation_errors_name_the_field(saved):
         policy.step(Observation(audio_features=np.full(44, np.nan)))
     with pytest.raises(PolicyInputError, match="observation.text_embedding"):
         policy.step(Observation(text_embedding=np.zeros(10)))
-    with pytest.raises(PolicyInputError, match="seconds_since_word"):
-        policy.step(Observation(seconds_since_word=float("nan")))

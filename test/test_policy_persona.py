@@ -143,7 +143,7 @@ def test_save_load_round_trip_and_corrupt_files(tmp_path):
 
 
 def _run(policy, n=48):
-    obs = Observation(np.full(ex.DIM, 0.2, np.float32) * (ex.UPPER > 0), None, None, 1.0)
+    obs = Observation(np.full(ex.DIM, 0.2, np.float32) * (ex.UPPER > 0), None, None)
     return np.array([policy.step(obs) for _ in range(n)])
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from face_expr_ros import expression as ex
+from face_expr_ros.learning.features import MAX_SILENCE_S, VAD_INDEX, SilenceClock, seconds_of_silence
 from face_expr_ros.policy.backends import EngineCache, TorchBackend, engine_cache_key, select_backend
 from face_expr_ros.policy.fixtures import make_policy
 from face_expr_ros.policy.network import PolicyConfig
@@ -22,7 +23,7 @@ def _observations(n, seed=0):
     for k in range(n):
         face = None if k % 10 == 7 else rng.uniform(0.0, 0.5, ex.DIM).astype(np.float32) * (ex.UPPER > 0)
         audio = None if k % 13 == 5 else rng.normal(-5.0, 2.0, 44).astype(np.float32)
-        yield Observation(face, audio, None if k < 20 else np.full(384, 384 ** -0.5, np.float32), k * 0.05)
+        yield Observation(face, audio, None if k < 20 else np.full(384, 384 ** -0.5, np.float32))
 
 
 def test_step_outputs_valid_frames_and_replans_on_schedule(saved):
@@ -98,18 +99,56 @@ def test_history_delay_feeds_older_outputs(tmp_path):
 def test_missing_inputs_are_filled_not_guessed(saved):
     policy = Policy.load(saved[2], "onnxruntime")
     face = np.linspace(0, 0.5, ex.DIM).astype(np.float32) * (ex.UPPER > 0)
-    policy.step(Observation(face, None, None, None))
-    policy.step(Observation(None, None, None, None))
+    policy.step(Observation(face, None, None))
+    policy.step(Observation(None, None, None))
     x = policy.inputs()
     np.testing.assert_array_equal(x["speaker"][0, -1], face)  # the last speaker frame is kept...
     assert x["face_present"][0, -2:].tolist() == [1.0, 0.0]  # ...but flagged as absent
     np.testing.assert_array_equal(x["audio"][0, -1], silent_audio_frame(44))
     assert silent_audio_frame(44)[-4] == pytest.approx(-2.0)  # -120 dB through the dataset's scaling
-    assert (x["text"] == 0).all() and x["since_word"][0, -1] == 30.0
+    assert (x["text"] == 0).all() and x["silence"][0, -1] == MAX_SILENCE_S  # the voice never heard
     # Before any face at all: neutral.
     policy.reset()
     policy.step(Observation())
     assert (policy.inputs()["speaker"][0, -1] == ex.NEUTRAL).all()
+
+
+def test_silence_clock_follows_the_audio_vad_as_in_training(saved):
+    # Voiced, four unvoiced frames, two frames without audio (a silent frame: the clock runs on),
+    # voiced again, one unvoiced: the runtime's window holds what training computes for the
+    # same audio (features.seconds_of_silence), and a new conversation starts as never heard.
+    policy = Policy.load(saved[2], "onnxruntime")
+    voiced = np.zeros(44, np.float32)
+    voiced[VAD_INDEX] = 1.0
+    unvoiced = np.zeros(44, np.float32)
+    stream = [voiced, unvoiced, unvoiced, unvoiced, unvoiced, None, None, voiced, unvoiced]
+    for audio in stream:
+        policy.step(Observation(None, audio, None))
+    window = policy.inputs()["silence"][0, -len(stream):]
+    expected = np.array([0, 1, 2, 3, 4, 5, 6, 0, 1], np.float32) / 30
+    np.testing.assert_allclose(window, expected, atol=1e-7)
+    frames = np.stack([silent_audio_frame(44) if a is None else a for a in stream])
+    np.testing.assert_array_equal(window, seconds_of_silence(frames))
+    assert policy.inputs()["silence"][0, 0] == MAX_SILENCE_S  # before the first frame: never heard
+    policy.reset()
+    policy.step(Observation(None, unvoiced, None))
+    assert policy.inputs()["silence"][0, -1] == MAX_SILENCE_S
+
+
+def test_silence_clock_streams_the_batch_definition():
+    rng = np.random.default_rng(4)
+    audio = np.zeros((3000, 5), np.float32)
+    audio[:, VAD_INDEX] = rng.random(3000) < 0.3
+    audio[:40, VAD_INDEX] = 0.0  # not heard yet
+    audio[999, VAD_INDEX] = 1.0
+    audio[1000:2000, VAD_INDEX] = 0.0  # a pause longer than the 30 s cap
+    batch = seconds_of_silence(audio)
+    clock = SilenceClock()
+    np.testing.assert_array_equal(batch, np.array([clock.update(bool(v > 0.5)) for v in audio[:, VAD_INDEX]],
+                                                  np.float32))
+    assert (batch[:40] == MAX_SILENCE_S).all() and batch[1898] == pytest.approx(899 / 30)
+    assert batch[1999] == MAX_SILENCE_S  # capped
+    assert batch.max() <= MAX_SILENCE_S and (batch[audio[:, VAD_INDEX] > 0.5] == 0).all()
 
 
 def test_seeded_runtime_is_reproducible_and_backend_independent(saved):

@@ -46,7 +46,7 @@ from face_expr_ros.eval.baselines import (
     stable_seed,
     timeline_of,
 )
-from face_expr_ros.learning.features import audio_frame_features, seconds_since_last_word
+from face_expr_ros.learning.features import audio_frame_features
 from face_expr_ros.learning.shards import Conversation, iter_conversations, read_manifest
 from face_expr_ros.policy.sampling import (
     DEFAULT_CODE_PERSISTENCE,
@@ -177,7 +177,6 @@ def run_policy(policy: Any, conv: Conversation, text_rows: Sequence[F32 | None],
     if audio.shape[1] != policy.cfg.audio_dim:
         raise ValueError(f"{conv.conversation_id}: {audio.shape[1]} audio features per frame, the policy was "
                          f"trained on {policy.cfg.audio_dim}")
-    since = seconds_since_last_word(conv)
     speaker = conv.arrays["speaker_expression"]
     present = conv.arrays["speaker_face_present"]
     policy.temperature = temperature
@@ -187,7 +186,7 @@ def run_policy(policy: Any, conv: Conversation, text_rows: Sequence[F32 | None],
     policy.reset(seed)
     out = np.empty((conv.n_frames, ex.DIM), np.float32)
     for t in range(conv.n_frames):
-        obs = Observation(speaker[t] if present[t] else None, audio[t], text_rows[t], float(since[t]))
+        obs = Observation(speaker[t] if present[t] else None, audio[t], text_rows[t])
         out[t] = policy.step(obs)
     return out
 

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from face_expr_ros import expression as ex
-from face_expr_ros.learning.features import audio_frame_features, seconds_since_last_word
+from face_expr_ros.learning.features import audio_frame_features, seconds_of_silence
 from face_expr_ros.learning.shards import iter_conversations
 
 
@@ -47,7 +47,7 @@ class WindowDataset(Dataset):
         if not self.conversations:
             raise ValueError(f"{folder}: no conversations with a listener in split {split!r}")
         self._audio = [audio_frame_features(c) for c in self.conversations]
-        self._since_word = [seconds_since_last_word(c) for c in self.conversations]
+        self._silence = [seconds_of_silence(a) for a in self._audio]
         self.index = [
             WindowIndex(i, tau)
             for i, c in enumerate(self.conversations)
@@ -72,7 +72,7 @@ class WindowDataset(Dataset):
             "speaker": torch.from_numpy(a["speaker_expression"][lo:tau + 1]),
             "face_present": torch.from_numpy(a["speaker_face_present"][lo:tau + 1].astype(np.float32)),
             "audio": torch.from_numpy(self._audio[i][lo:tau + 1]),
-            "since_word": torch.from_numpy(self._since_word[i][lo:tau + 1]),
+            "silence": torch.from_numpy(self._silence[i][lo:tau + 1]),
             "listener_past": torch.from_numpy(past),
             "target": torch.from_numpy(listener[tau:tau + self.horizon]),
             "words_heard": torch.tensor(int(a["words_heard"][tau])),

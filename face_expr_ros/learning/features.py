@@ -1,5 +1,5 @@
 """Per-frame network inputs computed from a conversation's arrays: the audio feature layout and
-the time since the last word. Torch-free, so the live nodes and the runtime can share the one
+the silence clock. Torch-free, so the live nodes and the runtime can share the one
 definition with training (``learning/dataset.py``) without importing PyTorch.
 """
 
@@ -43,10 +43,46 @@ def audio_frame_features(conv: Conversation) -> NDArray[np.float32]:
                                   a["audio_vad"])
 
 
-def seconds_since_last_word(conv: Conversation, fps: float = ex.FPS) -> NDArray[np.float32]:
-    """Per frame, time since the last word ended (a large value before the first word)."""
-    ends = np.array([end for _, _, end in conv.words] or [-1e3], dtype=np.float64)
-    times = np.arange(conv.n_frames) / fps
-    idx = np.searchsorted(ends, times, side="right") - 1
-    last = np.where(idx >= 0, ends[np.maximum(idx, 0)], -1e3)
-    return np.minimum(times - last, 30.0).astype(np.float32)
+VAD_INDEX = -1  # the VAD flag is the last value of the network_audio_features layout
+MAX_SILENCE_S = 30.0  # the silence clock's cap, also its value before the speaker's voice was ever heard
+
+
+def is_voiced(audio_frame: NDArray[np.floating]) -> bool:
+    """Whether one frame of :func:`network_audio_features` is speech, by its VAD flag."""
+    return bool(audio_frame[VAD_INDEX] > 0.5)
+
+
+def seconds_of_silence(audio: NDArray[np.floating], fps: float = ex.FPS) -> NDArray[np.float32]:
+    """Per frame of network audio features (T, F), seconds since the speaker's voice was last heard.
+
+    0 in frames the VAD marks as speech, then growing through a pause, capped at ``MAX_SILENCE_S``
+    (which is also the value before the first voiced frame). This is the policy's pause timing:
+    listeners nod a few hundred ms into a pause (Ward & Tsukahara 2000). It is the VAD's clock, not
+    the transcript's, because a live recogniser reports a word's end only after a latency, while the
+    VAD flag arrives with the audio frame; training, evaluation and the live node all use this one
+    definition (streamed by :class:`SilenceClock`).
+    """
+    voiced = np.asarray(audio)[:, VAD_INDEX] > 0.5
+    frames = np.arange(len(voiced))
+    last = np.maximum.accumulate(np.where(voiced, frames, -(10**9)))
+    return np.minimum((frames - last) / fps, MAX_SILENCE_S).astype(np.float32)
+
+
+class SilenceClock:
+    """:func:`seconds_of_silence` one frame at a time (the streaming runtime); the same numbers."""
+
+    def __init__(self, fps: float = ex.FPS) -> None:
+        self.fps = fps
+        self.reset()
+
+    def reset(self) -> None:
+        self._frames: int | None = None  # frames since the last voiced one; None: never voiced
+
+    def update(self, voiced: bool) -> float:
+        if voiced:
+            self._frames = 0
+        elif self._frames is not None:
+            self._frames += 1
+        if self._frames is None:
+            return MAX_SILENCE_S
+        return float(np.float32(min(self._frames / self.fps, MAX_SILENCE_S)))

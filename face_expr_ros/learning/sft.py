@@ -208,7 +208,7 @@ def make_batch(raw: dict[str, Tensor], tok: ActionTokenizer, texts: Tensor, offs
     (Laskey et al., CoRL 2017), applied to the part of the state the policy produces itself.
     """
     base, deltas = tok.encode_chunk(raw["target"].numpy())
-    batch = {k: raw[k] for k in ("speaker", "face_present", "audio", "since_word", "listener_past")}
+    batch = {k: raw[k] for k in ("speaker", "face_present", "audio", "silence", "listener_past")}
     if history_dropout > 0:
         hide = torch.rand(len(raw["listener_past"]), generator=generator) < history_dropout
         batch["listener_past"] = torch.where(hide[:, None, None], torch.zeros_like(raw["listener_past"]),

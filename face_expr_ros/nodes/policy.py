@@ -134,7 +134,6 @@ class PolicyNode(Node):
         keep = int(HISTORY_S * 1e9)
         self.speaker = StampedHistory(keep)
         self.audio = StampedHistory(keep)
-        self.voice = StampedHistory(keep)  # stamps of voiced audio frames
         self.texts = StampedHistory(int(3600 * 1e9))  # recognised-at stamp -> embedding future
         self.words: list[str] = []
         self._embedding: np.ndarray | None = None
@@ -185,8 +184,6 @@ class PolicyNode(Node):
             return
         stamp = messages.stamp_to_ns(msg.header.stamp)
         self.audio.add(stamp, frame)
-        if frame[-1] > 0.5:  # the VAD flag is the last value of the layout
-            self.voice.add(stamp, True)
         if self.settings.wait_for_inputs:
             self.advance()
 
@@ -283,10 +280,6 @@ class PolicyNode(Node):
         timeout_ns = int(s.input_timeout_s * 1e9)
         speaker = self.speaker.at_or_before(inputs_ns, timeout_ns)
         audio = self.audio.at_or_before(inputs_ns, timeout_ns)
-        since_word = None
-        if audio is not None:
-            voiced = self.voice.at_or_before(inputs_ns)
-            since_word = 30.0 if voiced is None else max(0.0, (inputs_ns - voiced[0]) / 1e9)
         text = self.texts.at_or_before(t_ns - self._text_delay_ns)
         embedding = None
         if text is not None:
@@ -298,7 +291,7 @@ class PolicyNode(Node):
             embedding = box[0] if box else self._embedding
         self._embedding = embedding
         observation = self._observation(None if speaker is None else speaker[1],
-                                        None if audio is None else audio[1], embedding, since_word)
+                                        None if audio is None else audio[1], embedding)
         start = time.perf_counter()
         expression = self.policy.step(observation)
         self.meter.tick(time.perf_counter() - start)

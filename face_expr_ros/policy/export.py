@@ -3,7 +3,7 @@
 The policy samples a chunk latent ``z`` between its two halves (``network.py``), and sampling
 stays outside the graph (``sampling.py``), so it is exported as two files:
 
-* ``policy.onnx``: ``speaker, face_present, audio, since_word, text, listener_past`` ->
+* ``policy.onnx``: ``speaker, face_present, audio, silence, text, listener_past`` ->
   ``h, code_logits`` (the encoders and the transformer);
 * ``policy_head.onnx``: ``h, code`` -> ``base_logits, delta_logits``.
 
@@ -40,9 +40,9 @@ class _Encoder(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, speaker: Tensor, face_present: Tensor, audio: Tensor, since_word: Tensor, text: Tensor,
+    def forward(self, speaker: Tensor, face_present: Tensor, audio: Tensor, silence: Tensor, text: Tensor,
                 listener_past: Tensor, persona: Tensor) -> tuple[Tensor, Tensor]:
-        return self.net.encode(speaker, face_present, audio, since_word, text, listener_past, persona)
+        return self.net.encode(speaker, face_present, audio, silence, text, listener_past, persona)
 
 
 class _Head(nn.Module):
@@ -68,7 +68,7 @@ def random_inputs(cfg: PolicyConfig, batch: int, seed: int = 0) -> dict[str, NDA
         "speaker": speaker,
         "face_present": (rng.random((batch, w)) < 0.8).astype(np.float32),
         "audio": audio,
-        "since_word": rng.exponential(1.0, (batch, w)).astype(np.float32),
+        "silence": rng.exponential(1.0, (batch, w)).astype(np.float32),
         "text": text,
         "listener_past": past,
         "persona": rng.normal(size=(batch, cfg.persona_dim)).astype(np.float32),

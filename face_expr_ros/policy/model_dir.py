@@ -164,6 +164,11 @@ def load_policy(model_dir: str | Path, *, need_onnx: bool = True) -> PolicyBundl
         cfg = PolicyConfig.from_dict(meta["architecture"])
     except (TypeError, ValueError) as err:
         raise PolicyFileError(f"{cfg_path}: field 'architecture': {err}") from None
+    inputs = meta.get("inputs")
+    if not isinstance(inputs, dict) or sorted(inputs) != sorted(INPUT_NAMES):
+        names = sorted(inputs) if isinstance(inputs, dict) else inputs
+        raise PolicyFileError(f"{cfg_path}: field 'inputs' names {names}, this face_expr_ros's network reads "
+                              f"{sorted(INPUT_NAMES)}: the model was made by another version; retrain it")
 
     try:
         tok = ActionTokenizer.load(root / TOKENIZER_FILE)

@@ -4,8 +4,9 @@ Inputs (``B`` = batch, the only dynamic dimension; ``W`` = window frames):
 
 * ``speaker`` (B, W, 55) the speaker's expression and head pose, ``face_present`` (B, W) in {0, 1};
 * ``audio`` (B, W, A) log-mel + energy/pitch/voicing/VAD (``features.audio_frame_features``);
-* ``since_word`` (B, W) seconds since the last transcript word, ``text`` (B, 384) the MiniLM
-  sentence embedding of the running transcript (zeros when there is none);
+* ``silence`` (B, W) seconds since the speaker's voice was last heard (VAD;
+  ``features.seconds_of_silence``), ``text`` (B, 384) the MiniLM sentence embedding of the running
+  transcript (zeros when there is none);
 * ``listener_past`` (B, W, 55) the listener's own outputs ``1 + history_delay`` frames behind the
   speaker rows;
 * ``persona`` (B, P) who the listener is, held for the whole conversation (``persona.py``).
@@ -45,7 +46,7 @@ from torch import Tensor, nn
 
 from face_expr_ros import expression as ex
 
-INPUT_NAMES: tuple[str, ...] = ("speaker", "face_present", "audio", "since_word", "text", "listener_past",
+INPUT_NAMES: tuple[str, ...] = ("speaker", "face_present", "audio", "silence", "text", "listener_past",
                                 "persona")
 
 
@@ -107,7 +108,7 @@ class PolicyConfig:
         """Per-sample shape of every network input (the batch axis is not included)."""
         w = self.window
         return {"speaker": (w, ex.DIM), "face_present": (w,), "audio": (w, self.audio_dim),
-                "since_word": (w,), "text": (self.text_dim,), "listener_past": (w, ex.DIM),
+                "silence": (w,), "text": (self.text_dim,), "listener_past": (w, ex.DIM),
                 "persona": (self.persona_dim,)}
 
 
@@ -163,7 +164,7 @@ class ListenerPolicy(nn.Module):
         d = cfg.d_model
         self.vision = _mlp(ex.DIM + 1, d)
         self.audio = _mlp(cfg.audio_dim, d)
-        self.words = nn.Linear(3, d)
+        self.pause = nn.Linear(3, d)
         self.text = _mlp(cfg.text_dim, d)
         self.actions = _mlp(ex.DIM, d)
         self.persona = _mlp(cfg.persona_dim, d)
@@ -199,18 +200,18 @@ class ListenerPolicy(nn.Module):
             nn.init.normal_(module.weight, std=0.02)
 
     # ---------------------------------------------------------------- graph 1
-    def encode(self, speaker: Tensor, face_present: Tensor, audio: Tensor, since_word: Tensor, text: Tensor,
+    def encode(self, speaker: Tensor, face_present: Tensor, audio: Tensor, silence: Tensor, text: Tensor,
                listener_past: Tensor, persona: Tensor) -> tuple[Tensor, Tensor]:
         """Context -> (h (B, D), code_logits (B, K))."""
         fp = face_present.unsqueeze(-1)
         # No face: the speaker frame is zeroed (whatever the tracker last held) and the flag says so.
         vision = self.vision(torch.cat([speaker * fp, fp], dim=-1))
         aud = self.audio((audio - self.audio_mean) / self.audio_std)
-        s = since_word.unsqueeze(-1)
-        # Word timing at three scales: just now (~0.3 s), within a phrase (~2 s), and long silence.
-        words = self.words(torch.cat([torch.exp(-s / 0.3), torch.exp(-s / 2.0), s / 30.0], dim=-1))
+        s = silence.unsqueeze(-1)
+        # Pause timing at three scales: just now (~0.3 s, backchannels), a turn (~2 s), long silence.
+        pause = self.pause(torch.cat([torch.exp(-s / 0.3), torch.exp(-s / 2.0), s / 30.0], dim=-1))
         context = self.text(text) + self.persona(persona)  # (B, D): the same for every frame
-        x = vision + aud + words + self.actions(listener_past) + context.unsqueeze(1) + self.pos
+        x = vision + aud + pause + self.actions(listener_past) + context.unsqueeze(1) + self.pos
         for i, block in enumerate(self.blocks):
             x = block(x, last_only=i == len(self.blocks) - 1)
         h = self.ln_f(x[:, -1])
@@ -236,9 +237,9 @@ class ListenerPolicy(nn.Module):
         """Head logits for every code at once: (B, K, 55, n_bins), (B, K, M-1, 55, S)."""
         return self.head_from_embedding(h.unsqueeze(1), self.code_emb.weight.unsqueeze(0))
 
-    def forward(self, speaker: Tensor, face_present: Tensor, audio: Tensor, since_word: Tensor, text: Tensor,
+    def forward(self, speaker: Tensor, face_present: Tensor, audio: Tensor, silence: Tensor, text: Tensor,
                 listener_past: Tensor, persona: Tensor) -> tuple[Tensor, Tensor]:
-        return self.encode(speaker, face_present, audio, since_word, text, listener_past, persona)
+        return self.encode(speaker, face_present, audio, silence, text, listener_past, persona)
 
     # ---------------------------------------------------------------- probabilities
     def token_log_probs(self, code_logits: Tensor, base_logits: Tensor, delta_logits: Tensor, base: Tensor,

@@ -14,9 +14,12 @@ frame. Two blends:
 
 Missing inputs are normal on a robot and are filled, never guessed: no face -> ``face_present``
 0 and the last speaker frame (neutral before any); no audio -> a silent frame (the audio front
-end's floors: log-mel ``log 1e-10``, -120 dB, unvoiced, no VAD); no transcript -> a zero text
-embedding; unknown word timing -> 30 s (the training cap). Inputs that are present but of the
-wrong shape or not finite are errors naming the field: a broken upstream node must be loud.
+end's floors: log-mel ``log 1e-10``, -120 dB, unvoiced, no VAD), so the silence clock runs on; no
+transcript -> a zero text embedding. The silence clock (seconds since the speaker's voice, the
+network's pause timing) is computed here from the audio frames' VAD flag by
+``features.SilenceClock``, as training computes it, so no caller can feed it differently. Inputs
+that are present but of the wrong shape or not finite are errors naming the field: a broken
+upstream node must be loud.
 
 Who the listener is (its persona, ``persona.py``) is chosen at every ``reset``, a new
 conversation: by default a training listener drawn with the policy's seed, so that a run of
@@ -36,7 +39,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from face_expr_ros import expression as ex
-from face_expr_ros.learning.features import ENERGY_OFFSET_DB, ENERGY_SCALE_DB
+from face_expr_ros.learning.features import ENERGY_OFFSET_DB, ENERGY_SCALE_DB, MAX_SILENCE_S, SilenceClock, is_voiced
 from face_expr_ros.policy.backends import Backend, select_backend
 from face_expr_ros.policy.model_dir import PolicyBundle, PolicyInputError, check_inputs, load_policy
 from face_expr_ros.policy.network import PolicyConfig
@@ -60,7 +63,6 @@ DEFAULT_REPLAN_EVERY = 4
 DEFAULT_SMOOTHING_S = 0.1
 _EYELIDS = ex.indices(("eyeBlinkLeft", "eyeBlinkRight"))
 _GAZE = [i for i, name in enumerate(ex.EXPRESSION_NAMES) if name.startswith("eyeLook")]
-MAX_SINCE_WORD_S = 30.0  # features.seconds_since_last_word caps at 30 s
 LOG_MEL_FLOOR = math.log(1e-10)  # perception/audio_features.py floors mel power at 1e-10
 ENERGY_FLOOR_DB = -120.0
 
@@ -72,7 +74,6 @@ class Observation:
     speaker_expression: ArrayLike | None = None  # (55,) expression of the speaker's face
     audio_features: ArrayLike | None = None  # (n_mels + 4,) one frame of features.audio_frame_features
     text_embedding: ArrayLike | None = None  # (384,) embedding of the running transcript
-    seconds_since_word: float | None = None  # since the last transcript word ended
 
 
 def silent_audio_frame(audio_dim: int) -> F32:
@@ -135,6 +136,7 @@ class Policy:
         self.blend, self.ensemble_decay, self.seed = blend, ensemble_decay, seed
         self.smoothing_s = smoothing_s
         self._filter_alpha = np.float32(math.exp(-1.0 / (smoothing_s * ex.FPS))) if smoothing_s > 0 else np.float32(0)
+        self._silence_clock = SilenceClock(ex.FPS)
         self.reset(seed)
 
     @classmethod
@@ -154,9 +156,10 @@ class Policy:
         self.frame = 0
         self._speaker = np.zeros((w, ex.DIM), np.float32)
         self._face = np.zeros(w, np.float32)
-        self._silence = silent_audio_frame(a)
-        self._audio = np.tile(self._silence, (w, 1))
-        self._since = np.full(w, MAX_SINCE_WORD_S, np.float32)
+        self._silent_audio = silent_audio_frame(a)
+        self._audio = np.tile(self._silent_audio, (w, 1))
+        self._silence_s = np.full(w, MAX_SILENCE_S, np.float32)
+        self._silence_clock.reset()
         # Own outputs of the last W + D frames; the network sees the oldest W (history_delay D).
         self._past = np.zeros((w + self.cfg.history_delay, ex.DIM), np.float32)
         self._text = np.zeros(self.cfg.text_dim, np.float32)
@@ -181,28 +184,26 @@ class Policy:
             face = 1.0
         else:
             face = 0.0
-        audio = self._silence if obs.audio_features is None else _vector(obs.audio_features, cfg.audio_dim,
+        audio = self._silent_audio if obs.audio_features is None else _vector(obs.audio_features, cfg.audio_dim,
                                                                           "audio_features")
         if obs.text_embedding is None:
             self._text = np.zeros(cfg.text_dim, np.float32)
         else:
             self._text = _vector(obs.text_embedding, cfg.text_dim, "text_embedding")
-        since = MAX_SINCE_WORD_S if obs.seconds_since_word is None else float(obs.seconds_since_word)
-        if not math.isfinite(since) or since < 0:
-            raise PolicyInputError(f"observation.seconds_since_word must be finite and >= 0, got {since}")
+        silence = self._silence_clock.update(obs.audio_features is not None and is_voiced(audio))
         # Shift by one frame in place: four small memmoves, cheaper than np.roll's copies.
-        for buf in (self._speaker, self._face, self._audio, self._since):
+        for buf in (self._speaker, self._face, self._audio, self._silence_s):
             buf[:-1] = buf[1:]
         self._speaker[-1] = self._last_speaker
         self._face[-1] = face
         self._audio[-1] = audio
-        self._since[-1] = min(since, MAX_SINCE_WORD_S)
+        self._silence_s[-1] = silence
 
     def inputs(self) -> dict[str, F32]:
         """The current window as batch-1 network inputs."""
         w = self.cfg.window
         return {"speaker": self._speaker[None].copy(), "face_present": self._face[None].copy(),
-                "audio": self._audio[None].copy(), "since_word": self._since[None].copy(),
+                "audio": self._audio[None].copy(), "silence": self._silence_s[None].copy(),
                 "text": self._text[None].copy(), "listener_past": self._past[None, :w].copy(),
                 "persona": self.persona[None].copy()}
 

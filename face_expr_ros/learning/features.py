@@ -47,9 +47,9 @@ VAD_INDEX = -1  # the VAD flag is the last value of the network_audio_features l
 MAX_SILENCE_S = 30.0  # the silence clock's cap, also its value before the speaker's voice was ever heard
 
 
-def is_voiced(audio_frame: NDArray[np.floating]) -> bool:
-    """Whether one frame of :func:`network_audio_features` is speech, by its VAD flag."""
-    return bool(audio_frame[VAD_INDEX] > 0.5)
+def voiced(audio: NDArray[np.floating]) -> NDArray[np.bool_]:
+    """Which frames (..., F) of :func:`network_audio_features` are speech, by their VAD flag."""
+    return np.asarray(audio)[..., VAD_INDEX] > 0.5
 
 
 def seconds_of_silence(audio: NDArray[np.floating], fps: float = ex.FPS) -> NDArray[np.float32]:
@@ -62,9 +62,9 @@ def seconds_of_silence(audio: NDArray[np.floating], fps: float = ex.FPS) -> NDAr
     VAD flag arrives with the audio frame; training, evaluation and the live node all use this one
     definition (streamed by :class:`SilenceClock`).
     """
-    voiced = np.asarray(audio)[:, VAD_INDEX] > 0.5
-    frames = np.arange(len(voiced))
-    last = np.maximum.accumulate(np.where(voiced, frames, -(10**9)))
+    speech = voiced(audio)
+    frames = np.arange(len(speech))
+    last = np.maximum.accumulate(np.where(speech, frames, -(10**9)))
     return np.minimum((frames - last) / fps, MAX_SILENCE_S).astype(np.float32)
 
 

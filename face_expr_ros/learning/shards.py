@@ -181,10 +181,14 @@ class Manifest:
     conversations: list[dict[str, Any]] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
-    def ids(self, split: str | None = None) -> list[str]:
+    def entries(self, split: str | None = None) -> list[dict[str, Any]]:
+        """The manifest rows of ``split`` (all rows for None)."""
         if split is not None and split not in SPLITS:
             raise ShardError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-        return [c["id"] for c in self.conversations if split is None or c["split"] == split]
+        return [c for c in self.conversations if split is None or c["split"] == split]
+
+    def ids(self, split: str | None = None) -> list[str]:
+        return [c["id"] for c in self.entries(split)]
 
     def fingerprints(self, split: str | None = None) -> list[str]:
         """Short content hashes (16 hex digits of each shard's sha256) of ``split``, sorted.
@@ -193,9 +197,7 @@ class Manifest:
         fingerprint in any dataset folder: this is how ``face-expr eval`` recognises conversations a
         model was trained on even when they sit in another folder under another split.
         """
-        if split is not None and split not in SPLITS:
-            raise ShardError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-        return sorted(c["sha256"][:16] for c in self.conversations if split is None or c["split"] == split)
+        return sorted(c["sha256"][:16] for c in self.entries(split))
 
     def data_hash(self) -> str:
         """One hash over every shard's hash: identifies the data a model was trained on."""

@@ -39,7 +39,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from face_expr_ros import expression as ex
-from face_expr_ros.learning.features import ENERGY_OFFSET_DB, ENERGY_SCALE_DB, MAX_SILENCE_S, SilenceClock, is_voiced
+from face_expr_ros.learning.features import ENERGY_OFFSET_DB, ENERGY_SCALE_DB, MAX_SILENCE_S, SilenceClock, voiced
 from face_expr_ros.policy.backends import Backend, select_backend
 from face_expr_ros.policy.model_dir import PolicyBundle, PolicyInputError, check_inputs, load_policy
 from face_expr_ros.policy.network import PolicyConfig
@@ -190,7 +190,7 @@ class Policy:
             self._text = np.zeros(cfg.text_dim, np.float32)
         else:
             self._text = _vector(obs.text_embedding, cfg.text_dim, "text_embedding")
-        silence = self._silence_clock.update(obs.audio_features is not None and is_voiced(audio))
+        silence = self._silence_clock.update(bool(voiced(audio)))  # a silent frame when audio is missing
         # Shift by one frame in place: four small memmoves, cheaper than np.roll's copies.
         for buf in (self._speaker, self._face, self._audio, self._silence_s):
             buf[:-1] = buf[1:]

@@ -16,6 +16,11 @@ training, ``learning/dataset.py``):
    pause began, for the recorded listeners and for the model's expectation. The data's
    listeners nod 0.15-0.5 s after such a pause starts; a policy that has learned this shows the
    same bump.
+3. **Nod phase**: in the same windows, the share of big head-pitch steps (at least 4 bins, up or
+   down, in the first two steps of the chunk) that the recorded listeners take and that the model
+   gives, and the model's share with the silence clock set to "speaking" (0) and to "long
+   silence" (30 s). A model that knows a nod is due but not which way the head is going gives
+   big rising and falling steps alike, and its expected change cancels.
 
     .venv/bin/python benchmarks/probe_policy.py --model-dir models/policy --data data/synth --split val
 
@@ -37,6 +42,7 @@ from tqdm import tqdm
 from face_expr_ros import expression as ex
 from face_expr_ros.eval.baselines import timeline_of
 from face_expr_ros.learning.dataset import WindowDataset
+from face_expr_ros.learning.features import MAX_SILENCE_S
 from face_expr_ros.learning.sft import make_batch, text_table
 from face_expr_ros.learning.shards import read_manifest
 from face_expr_ros.perception.text_encoder import default_encoder_dir
@@ -54,6 +60,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "head": ("head",),
 }
 LAG_EDGES_S = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 3.0, float("inf"))
+BIG_STEP_BINS = 4
 
 
 def group_of(name: str) -> str:
@@ -106,6 +113,18 @@ def main() -> None:
     pitch = ex.index("headPitch")
     step_values = torch.tensor(np.asarray(tok.delta_steps, np.float32) * tok.width[pitch])
     gained_base, gained_step, lags, rise_data, rise_model = [], [], [], [], []
+    steps = np.asarray(tok.delta_steps)
+    big_up, big_down = torch.from_numpy(steps >= BIG_STEP_BINS), torch.from_numpy(steps <= -BIG_STEP_BINS)
+    clock_settings = {"as recorded": None, "clock 0": 0.0, "clock 30 s": MAX_SILENCE_S}
+    shares: dict[str, list[np.ndarray]] = {k: [] for k in ("recorded", *clock_settings)}  # (B, 2): up, down
+
+    def big_step_shares(inputs: dict[str, torch.Tensor]) -> np.ndarray:
+        """Per window, the model's probability of a big rising / falling pitch step (first two steps)."""
+        with torch.no_grad():
+            h_, code_logits_ = net.encode(*(inputs[n] for n in INPUT_NAMES))
+            p_steps = F.softmax(net.head_all_codes(h_)[1][:, :, :2, pitch], -1)  # (B, K, 2, S)
+        mixed = (F.softmax(code_logits_, -1)[..., None, None] * p_steps).sum(1)  # (B, 2, S)
+        return torch.stack([mixed[..., big_up].sum(-1), mixed[..., big_down].sum(-1)], -1).mean(1).numpy()
     for start in tqdm(range(0, len(chosen), 250), desc="probe", unit="batch"):
         rows = [int(k) for k in chosen[start:start + 250]]
         raw = torch.utils.data.default_collate([ds[k] for k in rows])
@@ -129,6 +148,12 @@ def main() -> None:
         expected_steps = (F.softmax(delta_logits[:, :, :, pitch], -1) * step_values).sum(-1)  # (B, K, M-1)
         rise_model.append((p_z[..., None] * expected_steps.cumsum(-1)).sum(1)[:, 1].numpy())
         rise_data.append((raw["target"][:, 4, pitch] - raw["target"][:, 0, pitch]).numpy())
+        recorded_steps = steps[deltas[:, :2, pitch].numpy()]  # (B, 2) in bins
+        shares["recorded"].append(np.stack([(recorded_steps >= BIG_STEP_BINS).mean(1),
+                                            (recorded_steps <= -BIG_STEP_BINS).mean(1)], -1))
+        for name, clock in clock_settings.items():
+            probe_batch = batch if clock is None else {**batch, "silence": torch.full_like(batch["silence"], clock)}
+            shares[name].append(big_step_shares(probe_batch))
         for k in rows:
             where = ds.index[k]
             now = where.tau / ex.FPS
@@ -157,10 +182,24 @@ def main() -> None:
         timing.append(row)
         if sel.any():
             print(f"{lo:7.1f}-{hi:<8.1f} {row['windows']:8d} {row['recorded_mrad']:+9.2f} {row['model_mrad']:+7.2f}")
+    share = {k: np.concatenate(v) for k, v in shares.items()}
+    phase = []
+    print(f"\nBig head-pitch steps (>= {BIG_STEP_BINS} bins), share rising / falling, vs time since the pause began")
+    print(f"{'since pause (s)':>16s} " + " ".join(f"{k:>14s}" for k in share))
+    for lo, hi in itertools.pairwise(LAG_EDGES_S):
+        sel = (lags_a > lo) & (lags_a <= hi)
+        if not sel.any():
+            continue
+        row = {"from_s": lo, "to_s": hi, "windows": int(sel.sum())}
+        row.update({f"{k} rising": float(v[sel, 0].mean()) for k, v in share.items()})
+        row.update({f"{k} falling": float(v[sel, 1].mean()) for k, v in share.items()})
+        phase.append(row)
+        print(f"{lo:7.1f}-{hi:<8.1f} " + " ".join(f"{v[sel, 0].mean():6.3f} /{v[sel, 1].mean():6.3f}"
+                                                   for v in share.values()))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"model_dir": str(args.model_dir), "data": str(args.data), "split": args.split,
                                     "windows": len(chosen), "nats_over_marginal": gain_table,
-                                    "nod_timing": timing}, indent=1) + "\n")
+                                    "nod_timing": timing, "nod_phase": phase}, indent=1) + "\n")
     print(f"\nwrote {args.out}")
 
 

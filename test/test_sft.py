@@ -189,6 +189,33 @@ def test_expected_chunk_and_motion_term(tiny_data):
     torch.testing.assert_close(loss - nll, 2.0 * (moved / torch.from_numpy(scale)).pow(2).mean())
 
 
+def test_pause_emphasis_draws_windows_at_pauses_more_often(tiny_data):
+    import torch
+
+    from face_expr_ros.learning.dataset import WindowDataset
+    from face_expr_ros.learning.sft import WeightedWindows
+
+    ds = WindowDataset(tiny_data, "train", window=16, horizon=8, stride=1)
+    silence = np.array([float(ds[k]["silence"][-1]) for k in range(len(ds))])
+    at_pause = (silence > 0) & (silence <= 1.5)
+    assert 0.1 < at_pause.mean() < 0.9  # the tiny data has pauses, and speech
+    np.testing.assert_array_equal(ds.pause_weights(0.0), np.ones(len(ds)))
+    weights = ds.pause_weights(3.0)
+    np.testing.assert_array_equal(weights, np.where(at_pause, 4.0, 1.0))
+    with pytest.raises(ValueError, match="pause emphasis"):
+        ds.pause_weights(-1.0)
+    sampler = WeightedWindows(torch.from_numpy(weights), 20_000, seed=3)
+    drawn = np.array(list(sampler))
+    expected = (4.0 * at_pause.sum()) / (4.0 * at_pause.sum() + (~at_pause).sum())
+    assert len(drawn) == len(sampler) == 20_000
+    assert abs(at_pause[drawn].mean() - expected) < 0.02
+    # The same epoch gives the same draw, another epoch or rank another one.
+    assert list(sampler) == drawn.tolist()
+    sampler.set_epoch(1)
+    assert list(sampler) != drawn.tolist()
+    assert list(WeightedWindows(torch.from_numpy(weights), 20_000, seed=3, rank=1)) != drawn.tolist()
+
+
 def test_cli_arguments():
     cfg = parse_args(["--data", "d", "--out", "o", "--steps", "7", "--text", "none", "--arch", '{"d_model": 64}'])
     assert cfg.steps == 7 and cfg.text == "none" and cfg.arch == {"d_model": 64} and cfg.resume

@@ -43,7 +43,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from face_expr_ros import expression as ex
 from face_expr_ros.learning.dataset import WindowDataset
@@ -76,6 +76,7 @@ class SFTConfig:
     motion_weight: float = 0.0  # weight of the expected-motion matching term (see SFTObjective)
     history_dropout: float = 0.5  # share of training windows whose own-action history is hidden
     history_gain_noise: float = 0.25  # sigma of the log-normal per-channel gain on the own-action history
+    pause_emphasis: float = 0.0  # windows in the first 1.5 s of a pause drawn 1 + this as often (WeightedWindows)
     stride: int = 4
     text: str = "minilm"  # "minilm" or "none"
     text_encoder_dir: str = str(default_encoder_dir())
@@ -184,6 +185,27 @@ class SFTObjective(nn.Module):
             moved = (expected[:, 1:] - expected[:, :1]) - (batch["target"][:, 1:] - batch["target"][:, :1])
             loss = loss + self.motion_weight * (moved / self.motion_scale).pow(2).mean()
         return loss, nll, smooth
+
+
+class WeightedWindows(Sampler[int]):
+    """Window indices drawn with replacement in proportion to ``weights``, a new draw every epoch.
+
+    Each rank draws its own ``num_samples`` from its own seed, so under DDP the ranks see different
+    windows as with ``DistributedSampler``; ``set_epoch`` is the same interface.
+    """
+
+    def __init__(self, weights: Tensor, num_samples: int, seed: int, rank: int = 0) -> None:
+        self.weights, self.num_samples, self.seed, self.rank, self.epoch = weights, num_samples, seed, rank, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Any:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 1009 + self.rank)
+        return iter(torch.multinomial(self.weights, self.num_samples, replacement=True, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
 
 
 def make_batch(raw: dict[str, Tensor], tok: ActionTokenizer, texts: Tensor, offsets: Tensor, personas: Tensor,
@@ -342,8 +364,12 @@ def _train(cfg: SFTConfig) -> Path:
         start = int(state["step"])
     model: nn.Module = DistributedDataParallel(objective) if ddp else objective
 
-    sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed) if ddp \
-        else None
+    sampler: Sampler[int] | None = None
+    if cfg.pause_emphasis > 0:
+        weights = torch.from_numpy(train_ds.pause_weights(cfg.pause_emphasis))
+        sampler = WeightedWindows(weights, len(train_ds) // world, cfg.seed, rank)
+    elif ddp:
+        sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
     loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
                         drop_last=len(train_ds) >= cfg.batch_size * world, num_workers=0)
 
@@ -351,7 +377,7 @@ def _train(cfg: SFTConfig) -> Path:
         epoch = 0
         while True:
             if sampler is not None:
-                sampler.set_epoch(epoch)
+                sampler.set_epoch(epoch)  # type: ignore[attr-defined]
             yield from loader
             epoch += 1
 
@@ -449,7 +475,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name),
                        help=f"(default {getattr(defaults, name)})")
     for name in ("lr", "min_lr", "weight_decay", "grad_clip", "smooth_weight", "motion_weight", "history_dropout",
-                 "history_gain_noise"):
+                 "history_gain_noise", "pause_emphasis"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name),
                        help=f"(default {getattr(defaults, name)})")
     p.add_argument("--text", choices=("minilm", "none"), default=defaults.text,
@@ -464,7 +490,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(a: argparse.Namespace) -> SFTConfig:
     names = ("data", "out", "steps", "batch_size", "lr", "min_lr", "warmup", "weight_decay", "grad_clip",
-             "smooth_weight", "motion_weight", "history_dropout", "history_gain_noise", "stride", "text",
+             "smooth_weight", "motion_weight", "history_dropout", "history_gain_noise", "pause_emphasis", "stride",
+             "text",
              "text_encoder_dir", "log_every", "eval_every",
              "save_every", "eval_batches", "seed")
     return SFTConfig(**{n: getattr(a, n) for n in names}, resume=not a.no_resume, progress=not a.no_progress,

@@ -118,11 +118,9 @@ def main() -> None:
     clock_settings = {"as recorded": None, "clock 0": 0.0, "clock 30 s": MAX_SILENCE_S}
     shares: dict[str, list[np.ndarray]] = {k: [] for k in ("recorded", *clock_settings)}  # (B, 2): up, down
 
-    def big_step_shares(inputs: dict[str, torch.Tensor]) -> np.ndarray:
+    def big_step_shares(code_logits_: torch.Tensor, delta_logits_: torch.Tensor) -> np.ndarray:
         """Per window, the model's probability of a big rising / falling pitch step (first two steps)."""
-        with torch.no_grad():
-            h_, code_logits_ = net.encode(*(inputs[n] for n in INPUT_NAMES))
-            p_steps = F.softmax(net.head_all_codes(h_)[1][:, :, :2, pitch], -1)  # (B, K, 2, S)
+        p_steps = F.softmax(delta_logits_[:, :, :2, pitch], -1)  # (B, K, 2, S)
         mixed = (F.softmax(code_logits_, -1)[..., None, None] * p_steps).sum(1)  # (B, 2, S)
         return torch.stack([mixed[..., big_up].sum(-1), mixed[..., big_down].sum(-1)], -1).mean(1).numpy()
     for start in tqdm(range(0, len(chosen), 250), desc="probe", unit="batch"):
@@ -152,8 +150,13 @@ def main() -> None:
         shares["recorded"].append(np.stack([(recorded_steps >= BIG_STEP_BINS).mean(1),
                                             (recorded_steps <= -BIG_STEP_BINS).mean(1)], -1))
         for name, clock in clock_settings.items():
-            probe_batch = batch if clock is None else {**batch, "silence": torch.full_like(batch["silence"], clock)}
-            shares[name].append(big_step_shares(probe_batch))
+            if clock is None:  # the recorded inputs: the logits above
+                shares[name].append(big_step_shares(code_logits, delta_logits))
+                continue
+            with torch.no_grad():
+                h_c, code_c = net.encode(*(torch.full_like(batch[n], clock) if n == "silence" else batch[n]
+                                           for n in INPUT_NAMES))
+                shares[name].append(big_step_shares(code_c, net.head_all_codes(h_c)[1]))
         for k in rows:
             where = ds.index[k]
             now = where.tau / ex.FPS

@@ -249,3 +249,51 @@ def test_config_validation_names_the_field():
         PolicyConfig.from_dict({"window": 16})  # saved before personas existed
     assert PolicyConfig.from_dict({"window": 16, "persona_dim": 4}).history_delay == 0
     assert PolicyConfig.from_dict(PolicyConfig().to_dict()).history_delay == PolicyConfig().history_delay == 8
+
+
+@pytest.mark.parametrize("tilt", [False, True])
+def test_step_tilt_lets_the_head_choose_a_direction(tilt):
+    """With a symmetric step embedding (what the shared Fourier map of a trained model turns out to
+    be: docs/policy.md, "The step tilt"), the step logits are even in the step for every context,
+    so the head can learn how far a channel moves but not which way; the tilt adds the odd part.
+
+    The head is fitted to one step that rises when ``h[0] > 0`` and falls otherwise: only with the
+    tilt does the expected step follow the sign; without it the expected step is the same for every ``h``.
+    """
+    torch.manual_seed(0)
+    cfg = PolicyConfig(d_model=16, n_heads=2, d_ff=32, n_codes=1, query_dim=8, n_fourier=8, step_tilt=tilt)
+    net = make_net(cfg, seed=0)
+    k = np.arange(1, cfg.n_fourier + 1)
+    # On positions x in [0, 1] about 0.5, sin(pi k x) is even for odd k and cos(pi k x) for even k.
+    even = np.concatenate([[True], k % 2 == 1, k % 2 == 0])
+    with torch.no_grad():
+        net.delta_embed.weight[:, ~torch.from_numpy(even)] = 0.0
+    net.delta_embed.weight.requires_grad_(False)
+    h = torch.randn(256, cfg.d_model)
+    rises = h[:, 0] > 0
+    half = cfg.n_deltas // 2
+    target = torch.where(rises, half + 4, half - 4)
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=1e-2)
+    for _ in range(150):
+        _, delta = net.head(h, torch.zeros(len(h), dtype=torch.long))
+        loss = torch.nn.functional.cross_entropy(delta[:, 0, 0], target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        p = torch.softmax(net.head(h, torch.zeros(len(h), dtype=torch.long))[1][:, 0, 0], -1)
+    mean_step = (p * (torch.arange(cfg.n_deltas) - half)).sum(-1)
+    agree = ((mean_step > 0) == rises).float().mean().item()
+    if tilt:
+        assert agree > 0.95
+    else:
+        # The bias may lean one way, but the same way for every context.
+        assert (mean_step.max() - mean_step.min()).item() < 0.05, mean_step
+
+
+def test_models_saved_before_the_tilt_load_without_it():
+    cfg = PolicyConfig.from_dict({k: v for k, v in PolicyConfig().to_dict().items() if k != "step_tilt"})
+    assert cfg.step_tilt is False and not hasattr(make_net(cfg, seed=0), "delta_tilt")
+    with pytest.raises(ValueError, match="step_tilt"):
+        PolicyConfig(step_tilt=1)  # type: ignore[arg-type]

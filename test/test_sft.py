@@ -214,6 +214,16 @@ def test_pause_emphasis_draws_windows_at_pauses_more_often(tiny_data):
     sampler.set_epoch(1)
     assert list(sampler) != drawn.tolist()
     assert list(WeightedWindows(torch.from_numpy(weights), 20_000, seed=3, rank=1)) != drawn.tolist()
+    # What training uses: the weighted draw when emphasis is on (each rank its share), else a shuffle.
+    from torch.utils.data import DistributedSampler
+
+    from face_expr_ros.learning.sft import SFTConfig, window_sampler
+
+    used = window_sampler(SFTConfig(str(tiny_data), "unused", pause_emphasis=3.0, seed=3), ds, world=2, rank=1)
+    assert isinstance(used, WeightedWindows) and len(used) == len(ds) // 2
+    assert list(used) == list(WeightedWindows(torch.from_numpy(weights), len(ds) // 2, seed=3, rank=1))
+    assert isinstance(window_sampler(SFTConfig(str(tiny_data), "unused"), ds, world=2, rank=0), DistributedSampler)
+    assert window_sampler(SFTConfig(str(tiny_data), "unused"), ds, world=1, rank=0) is None
 
 
 def test_cli_arguments():

@@ -272,6 +272,17 @@ def plot_curves(csv_path: Path, png_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- training
+def window_sampler(cfg: SFTConfig, train_ds: WindowDataset, world: int, rank: int) -> Sampler[int] | None:
+    """How this rank draws training windows: weighted towards pauses (``pause_emphasis``), its
+    share of a shuffle under DDP, or None (the loader shuffles)."""
+    if cfg.pause_emphasis > 0:
+        weights = torch.from_numpy(train_ds.pause_weights(cfg.pause_emphasis))
+        return WeightedWindows(weights, len(train_ds) // world, cfg.seed, rank)
+    if world > 1:
+        return DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
+    return None
+
+
 def train(cfg: SFTConfig) -> Path:
     """Train; returns the path of the exported policy directory.
 
@@ -364,12 +375,7 @@ def _train(cfg: SFTConfig) -> Path:
         start = int(state["step"])
     model: nn.Module = DistributedDataParallel(objective) if ddp else objective
 
-    sampler: Sampler[int] | None = None
-    if cfg.pause_emphasis > 0:
-        weights = torch.from_numpy(train_ds.pause_weights(cfg.pause_emphasis))
-        sampler = WeightedWindows(weights, len(train_ds) // world, cfg.seed, rank)
-    elif ddp:
-        sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
+    sampler = window_sampler(cfg, train_ds, world, rank)
     loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
                         drop_last=len(train_ds) >= cfg.batch_size * world, num_workers=0)
 

@@ -72,8 +72,6 @@ class PolicyConfig:
     dropout: float = 0.0
     # The own-action history ends this many frames before the current one (see learning/dataset.py).
     history_delay: int = 8
-    # A per-channel, per-step tilt of the step logits towards rising or falling (ListenerPolicy).
-    step_tilt: bool = True
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -81,9 +79,6 @@ class PolicyConfig:
             if f.name == "dropout":
                 if not 0.0 <= value < 1.0:
                     raise ValueError(f"config field 'dropout' must be in [0, 1), got {value}")
-            elif f.name == "step_tilt":
-                if not isinstance(value, bool):
-                    raise ValueError(f"config field 'step_tilt' must be true or false, got {value!r}")
             elif f.name == "history_delay":
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                     raise ValueError(f"config field 'history_delay' must be an integer >= 0, got {value!r}")
@@ -106,9 +101,8 @@ class PolicyConfig:
             raise ValueError(f"unknown config field(s) {unknown}")
         if "persona_dim" not in payload:
             raise ValueError("no field 'persona_dim': the model predates personas (docs/policy.md); retrain it")
-        # Models saved before these fields existed saw their history up to the previous frame and
-        # had no step tilt.
-        return cls(**{"history_delay": 0, "step_tilt": False, **payload})
+        # Models saved before the field existed saw their history up to the previous frame.
+        return cls(**{"history_delay": 0, **payload})
 
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-sample shape of every network input (the batch axis is not included)."""
@@ -194,10 +188,6 @@ class ListenerPolicy(nn.Module):
         self.delta_embed = nn.Linear(2 * cfg.n_fourier + 1, e, bias=False)
         self.base_bias = nn.Parameter(torch.zeros(ex.DIM, cfg.n_bins))
         self.delta_bias = nn.Parameter(torch.zeros(n_steps, ex.DIM, cfg.n_deltas))
-        if cfg.step_tilt:
-            self.delta_tilt = nn.Linear(d, n_steps * ex.DIM)
-            half = cfg.n_deltas // 2
-            self.register_buffer("delta_signed", (torch.arange(cfg.n_deltas) - half).float() / half, persistent=False)
         self.apply(self._init)
 
     @staticmethod
@@ -237,9 +227,6 @@ class ListenerPolicy(nn.Module):
         qd = self.delta_query(g).reshape(*lead, self.cfg.n_keyframes - 1, ex.DIM, e)
         base = qb @ self.bin_embed(self.bin_features).T + self.base_bias
         delta = qd @ self.delta_embed(self.delta_features).T + self.delta_bias
-        if self.cfg.step_tilt:
-            tilt = self.delta_tilt(g).reshape(*lead, self.cfg.n_keyframes - 1, ex.DIM, 1)
-            delta = delta + tilt * self.delta_signed
         return base, delta
 
     def head(self, h: Tensor, code: Tensor) -> tuple[Tensor, Tensor]:
@@ -304,8 +291,6 @@ def flops_per_plan(cfg: PolicyConfig) -> dict[str, int]:
     steps = cfg.n_keyframes - 1
     head = 2 * d * d + d * ex.DIM * e + d * steps * ex.DIM * e
     head += cfg.n_bins * nf * e + cfg.n_deltas * nf * e + ex.DIM * e * cfg.n_bins + steps * ex.DIM * e * cfg.n_deltas
-    if cfg.step_tilt:
-        head += d * steps * ex.DIM + steps * ex.DIM * cfg.n_deltas
     macs = {"encoders": enc_in, "transformer": transformer, "code": code, "head": head}
     out = {k: 2 * v for k, v in macs.items()}
     out["total"] = sum(out.values())

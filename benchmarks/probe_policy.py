@@ -23,9 +23,9 @@ training, ``learning/dataset.py``):
    big rising and falling steps alike, and its expected change cancels.
 4. **Step symmetry**: how much of the network's step logits can depend on the direction of a
    step at all. The step logits are ``q . e_s + c_s`` with ``e_s`` a learned map of Fourier
-   features of the step's position (plus, in models with ``step_tilt``, ``lambda * s / S``); the
-   part of ``e`` that is odd in the step (``e_s - e_-s``) is all that lets the context choose
-   rising over falling. Printed: the norms of the even and odd parts of the step embedding, and
+   features of the step's position; the part of ``e`` that is odd in the step (``e_s - e_-s``) is
+   all that lets the context choose rising over falling (the bias ``c`` is the same in every
+   context). Printed: the norms of the even and odd parts of the step embedding, and
    how far the odd part of the first head-pitch step's logits moves from window to window.
 
     .venv/bin/python benchmarks/probe_policy.py --model-dir models/policy --data data/synth --split val
@@ -237,11 +237,10 @@ def symmetry_table(net: torch.nn.Module, probed: Probed) -> dict[str, float]:
     # How far the odd part moves with the context (the bias's constant lean removed).
     moved = np.linalg.norm(probed.pitch_odd - probed.pitch_odd.mean(0), axis=1)
     table = {"embedding_even_norm": float(even.norm()), "embedding_odd_norm": float(odd.norm()),
-             "step_tilt": bool(net.cfg.step_tilt), "pitch_odd_logit_context_median": float(np.median(moved)),
+             "pitch_odd_logit_context_median": float(np.median(moved)),
              "pitch_odd_logit_context_p90": float(np.percentile(moved, 90))}
     print("\nStep logits: what can depend on the direction of a step")
-    print(f"step embedding, even part {table['embedding_even_norm']:.2f}, odd part {table['embedding_odd_norm']:.2f}"
-          f" (step tilt: {'yes' if table['step_tilt'] else 'no'})")
+    print(f"step embedding, even part {table['embedding_even_norm']:.2f}, odd part {table['embedding_odd_norm']:.2f}")
     print("first head-pitch step, odd part of the logits, distance from its mean over windows: "
           f"median {table['pitch_odd_logit_context_median']:.3f}, 90th percentile "
           f"{table['pitch_odd_logit_context_p90']:.3f}")

@@ -189,6 +189,48 @@ def test_expected_chunk_and_motion_term(tiny_data):
     torch.testing.assert_close(loss - nll, 2.0 * (moved / torch.from_numpy(scale)).pow(2).mean())
 
 
+def test_head_step_weight_scales_only_the_head_step_tokens(tiny_data):
+    """Weight 1 is the exact likelihood; weight w multiplies the head channels' step-token
+    log-probs inside the code mixture, and the reported NLL stays the exact one."""
+    import torch
+
+    from face_expr_ros.learning.dataset import WindowDataset
+    from face_expr_ros.learning.sft import SFTObjective, make_batch
+    from face_expr_ros.policy.fixtures import make_net
+    from face_expr_ros.policy.network import INPUT_NAMES, PolicyConfig
+    from face_expr_ros.policy.tokenizer import ActionTokenizer
+
+    ds = WindowDataset(tiny_data, "val", window=16, horizon=8, history_delay=2)
+    tok = ActionTokenizer.fit(np.concatenate([c.arrays["listener_expression"] for c in ds.conversations]), horizon=8)
+    net = make_net(PolicyConfig(**{**TINY_ARCH, "audio_dim": 12, "history_delay": 2}), seed=5)
+    raw = torch.utils.data.default_collate([ds[i] for i in range(0, len(ds), 7)])
+    batch = make_batch(raw, tok, torch.zeros(10_000, 384), torch.zeros(4, dtype=torch.long),
+                       torch.zeros(4, net.cfg.persona_dim), torch.device("cpu"))
+    inputs = {n: batch[n] for n in INPUT_NAMES}
+    n_tokens = ex.DIM * tok.n_keyframes
+    with torch.no_grad():
+        exact = -net.log_prob(inputs, batch["base"], batch["deltas"]).mean() / n_tokens
+        loss_1, nll_1, _ = SFTObjective(net, tok, smooth_weight=0.0, head_step_weight=1.0)(batch)
+        loss_4, nll_4, _ = SFTObjective(net, tok, smooth_weight=0.0, head_step_weight=4.0)(batch)
+        # The weighted fit, recomputed from the per-token log-probs.
+        h, code_logits = net.encode(*inputs.values())
+        base_logits, delta_logits = net.head_all_codes(h)
+        k = code_logits.shape[-1]
+        lp_base = torch.log_softmax(base_logits, -1).gather(
+            -1, batch["base"][:, None, :, None].expand(-1, k, -1, -1)).squeeze(-1).sum(-1)
+        lp_step = torch.log_softmax(delta_logits, -1).gather(
+            -1, batch["deltas"][:, None, :, :, None].expand(-1, k, -1, -1, -1)).squeeze(-1)  # (B, K, M-1, 55)
+        head = np.zeros(ex.DIM, bool)
+        head[ex.HEAD_SLICE] = True
+        lp_weighted = lp_base + lp_step[..., ~head].sum((-1, -2)) + 4.0 * lp_step[..., head].sum((-1, -2))
+        fit_4 = -torch.logsumexp(torch.log_softmax(code_logits, -1) + lp_weighted, -1).mean() / n_tokens
+    torch.testing.assert_close(nll_1, exact)
+    torch.testing.assert_close(loss_1, exact)
+    torch.testing.assert_close(nll_4, exact)
+    torch.testing.assert_close(loss_4, fit_4)
+    assert float(loss_4 - exact) > 1e-4  # the head's step tokens are not free, so the weight counts
+
+
 def test_pause_emphasis_draws_windows_at_pauses_more_often(tiny_data):
     import torch
 
@@ -229,6 +271,8 @@ def test_pause_emphasis_draws_windows_at_pauses_more_often(tiny_data):
 def test_cli_arguments():
     cfg = parse_args(["--data", "d", "--out", "o", "--steps", "7", "--text", "none", "--arch", '{"d_model": 64}'])
     assert cfg.steps == 7 and cfg.text == "none" and cfg.arch == {"d_model": 64} and cfg.resume
+    assert cfg.head_step_weight == 1.0
+    assert parse_args(["--data", "d", "--out", "o", "--head-step-weight", "3"]).head_step_weight == 3.0
 
 
 def test_minilm_text_mode_caches_one_embedding_per_transcript(tiny_data, tmp_path):

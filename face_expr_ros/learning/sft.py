@@ -77,6 +77,7 @@ class SFTConfig:
     history_dropout: float = 0.5  # share of training windows whose own-action history is hidden
     history_gain_noise: float = 0.25  # sigma of the log-normal per-channel gain on the own-action history
     pause_emphasis: float = 0.0  # windows in the first 1.5 s of a pause drawn 1 + this as often (WeightedWindows)
+    head_step_weight: float = 1.0  # weight of the head channels' step tokens in the likelihood (SFTObjective)
     stride: int = 4
     text: str = "minilm"  # "minilm" or "none"
     text_encoder_dir: str = str(default_encoder_dir())
@@ -141,12 +142,22 @@ def text_table(ds: WindowDataset, mode: str, encoder_dir: str, cache: Path, data
 
 
 class SFTObjective(nn.Module):
-    """Wraps the policy so that one ``forward`` (what DDP synchronises) computes the whole loss."""
+    """Wraps the policy so that one ``forward`` (what DDP synchronises) computes the whole loss.
+
+    ``forward`` returns the loss, the exact per-token NLL (unweighted, whatever ``head_step_weight``)
+    and the smoothness term.
+    """
 
     def __init__(self, net: ListenerPolicy, tok: ActionTokenizer, smooth_weight: float,
-                 motion_weight: float = 0.0, motion_scale: np.ndarray | None = None) -> None:
+                 motion_weight: float = 0.0, motion_scale: np.ndarray | None = None,
+                 head_step_weight: float = 1.0) -> None:
         super().__init__()
         self.net, self.smooth_weight, self.motion_weight = net, smooth_weight, motion_weight
+        # A nod is a handful of head step tokens among 275 per chunk: with weight > 1 their
+        # direction is worth learning (docs/policy.md, "The weight of the signal"). 1: the exact likelihood.
+        step_weight = torch.ones(ex.DIM)
+        step_weight[ex.HEAD_SLICE] = head_step_weight
+        self.register_buffer("step_weight", step_weight if head_step_weight != 1.0 else None)
         scale = np.ones(ex.DIM, np.float32) if motion_scale is None else np.asarray(motion_scale, np.float32)
         self.register_buffer("motion_scale", torch.from_numpy(scale))  # (55,) spread of a channel's change
         self.n_tokens = ex.DIM * tok.n_keyframes
@@ -172,9 +183,14 @@ class SFTObjective(nn.Module):
         log_z, lp_tokens = net.token_log_probs(code_logits, base_logits, delta_logits, batch["base"],
                                                batch["deltas"])
         nll = -torch.logsumexp(log_z + lp_tokens, dim=-1).mean() / self.n_tokens
+        fit = nll
+        if self.step_weight is not None:
+            _, lp_weighted = net.token_log_probs(code_logits, base_logits, delta_logits, batch["base"],
+                                                 batch["deltas"], self.step_weight)
+            fit = -torch.logsumexp(log_z + lp_weighted, dim=-1).mean() / self.n_tokens
         expected = self.expected_chunk(log_z, base_logits, delta_logits)
         smooth = (expected[:, 1:] - expected[:, :-1]).pow(2).sum(-1).mean()
-        loss = nll + self.smooth_weight * smooth
+        loss = fit + self.smooth_weight * smooth
         if self.motion_weight > 0:
             # The mixture's expected motion within the chunk against the recorded one, per channel
             # in units of the channel's typical change. Its minimiser is the true conditional mean,
@@ -351,7 +367,8 @@ def _train(cfg: SFTConfig) -> Path:
     net.audio_std.copy_(torch.from_numpy(np.maximum(audio.std(0), 1e-3)))
     half_chunk = arch.horizon // 2  # the typical change of a channel over half a chunk, floored
     motion_scale = np.maximum(np.std(actions[half_chunk:] - actions[:-half_chunk], axis=0), 1e-3)
-    objective = SFTObjective(net, tok, cfg.smooth_weight, cfg.motion_weight, motion_scale).to(device)
+    objective = SFTObjective(net, tok, cfg.smooth_weight, cfg.motion_weight, motion_scale,
+                             cfg.head_step_weight).to(device)
     decay = [p for n, p in net.named_parameters() if p.ndim >= 2 and n not in ("pos",)]
     no_decay = [p for n, p in net.named_parameters() if not (p.ndim >= 2 and n not in ("pos",))]
     optim = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -481,7 +498,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name),
                        help=f"(default {getattr(defaults, name)})")
     for name in ("lr", "min_lr", "weight_decay", "grad_clip", "smooth_weight", "motion_weight", "history_dropout",
-                 "history_gain_noise", "pause_emphasis"):
+                 "history_gain_noise", "pause_emphasis", "head_step_weight"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name),
                        help=f"(default {getattr(defaults, name)})")
     p.add_argument("--text", choices=("minilm", "none"), default=defaults.text,
@@ -496,8 +513,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(a: argparse.Namespace) -> SFTConfig:
     names = ("data", "out", "steps", "batch_size", "lr", "min_lr", "warmup", "weight_decay", "grad_clip",
-             "smooth_weight", "motion_weight", "history_dropout", "history_gain_noise", "pause_emphasis", "stride",
-             "text",
+             "smooth_weight", "motion_weight", "history_dropout", "history_gain_noise", "pause_emphasis",
+             "head_step_weight", "stride", "text",
              "text_encoder_dir", "log_every", "eval_every",
              "save_every", "eval_batches", "seed")
     return SFTConfig(**{n: getattr(a, n) for n in names}, resume=not a.no_resume, progress=not a.no_progress,

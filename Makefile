@@ -27,7 +27,7 @@ doctor: setup
 model: setup
 	rm -rf data/synth runs/sft runs/eval
 	$(VENV)/bin/face-expr data synth data/synth -n 360 --seed 0
-	OMP_NUM_THREADS=1 $(VENV)/bin/face-expr train --data data/synth --out runs/sft --steps 3000 --seed 0
+	OMP_NUM_THREADS=1 $(VENV)/bin/face-expr train --data data/synth --out runs/sft --steps 3000 --seed 0 --head-step-weight 3
 	$(VENV)/bin/face-expr eval --data data/synth --split test --policy runs/sft/policy --out runs/eval
 	$(PY) scripts/ship_model.py runs/sft/policy runs/eval
 

@@ -166,6 +166,9 @@ class PolicySettings(NodeSettings):
     persona: str = param(
         "sample", "Who the listener is: 'sample' draws one of the training listeners with the seed, 'mean' is the "
         "average listener, a number N is training listener N (docs/policy.md, 'Persona').")
+    persona_spread: float = param(
+        0.75, "How far a drawn persona sits from the average listener: 1 as recorded, 0 the average "
+        "(docs/policy.md, 'Persona spread').", low=0.0, high=2.0)
     speaker_topic: str = param("/face_expr/speaker_expression", "Speaker expression in.")
     words_topic: str = param("/face_expr/words", "Recognised words with times in.")
     features_topic: str = param("/face_expr/audio_features", "Audio features in.")

@@ -131,7 +131,7 @@ def test_parameter_docs_are_up_to_date(repo_root, venv_bin):
 def test_policy_node_defaults_are_the_runtime_defaults():
     """The policy node's sampling parameters are not a second set of defaults (config.py cannot
     import the runtime, which needs PyTorch, so the numbers are written twice and checked here)."""
-    from face_expr_ros.policy import runtime, sampling
+    from face_expr_ros.policy import persona, runtime, sampling
 
     node = cfg.PolicySettings()
     assert (node.temperature, node.token_temperature, node.top_p) == (
@@ -140,3 +140,4 @@ def test_policy_node_defaults_are_the_runtime_defaults():
         sampling.DEFAULT_EYELID_TEMPERATURE, sampling.DEFAULT_GAZE_TEMPERATURE, sampling.DEFAULT_CODE_PERSISTENCE,
         sampling.DEFAULT_LEVEL_NOISE_TAU_S)
     assert (node.replan_every, node.smoothing_s) == (runtime.DEFAULT_REPLAN_EVERY, runtime.DEFAULT_SMOOTHING_S)
+    assert node.persona_spread == persona.DEFAULT_PERSONA_SPREAD

@@ -53,7 +53,7 @@ def result(dataset, policy_dir, tmp_path_factory):
 def test_end_to_end_writes_table_json_and_plots(result):
     res, out = result
     names = list(res.methods)
-    assert names[:3] == [E.GT, E.GREEDY, E.SAMPLED]
+    assert names[:4] == [E.GT, E.GREEDY, E.SAMPLED, E.GREEDY_DRAWN]
     assert {"random-train", "nn-retrieval", "mirror", "rule-attentive", "rule-frozen"} <= set(names)
     md = (out / "results.md").read_text()
     for _, header, _, _ in E.COLUMNS:
@@ -84,6 +84,23 @@ def test_reference_row_and_method_rows_make_sense(result):
     check = result[0].sampling_check
     assert check["checked"] and check["difference"] == pytest.approx(
         rows[E.SAMPLED]["overall"] - rows[E.GREEDY]["overall"])
+    assert rows[E.GREEDY_DRAWN]["tracks"] == 6
+    assert check["difference_drawn"] == pytest.approx(rows[E.SAMPLED]["overall"] - rows[E.GREEDY_DRAWN]["overall"])
+
+
+def test_greedy_drawn_runs_play_the_sampled_runs_personas_without_sampling(policy_dir):
+    """The row that separates who is played from how the tokens are drawn: same seed, same persona."""
+    conv = tiny_conversation(1, "attentive")
+    text = [None] * conv.n_frames
+    policy = Policy.load(policy_dir, "onnxruntime", persona_spread=0.5)
+    personas, tracks = [], []
+    for temperature in (0.0, 0.0, 1.0):
+        tracks.append(E.run_policy(policy, conv, text, seed=11, temperature=temperature))
+        personas.append(policy.persona.copy())
+    assert np.abs(personas[0]).max() > 0.0
+    np.testing.assert_array_equal(personas[0], personas[2])  # the sampled run drew the same persona
+    np.testing.assert_array_equal(tracks[0], tracks[1])  # greedy: deterministic given the persona
+    assert np.abs(tracks[0] - tracks[2]).max() > 1e-3  # sampling the tokens changes the face
 
 
 def test_appropriate_reactions_include_the_recorded_listener_only_when_its_style_is_good():
@@ -178,6 +195,10 @@ def test_sampling_check():
     assert E.sampling_check(rows)["ok"]
     rows[E.SAMPLED]["overall"] = 3.2
     assert not E.sampling_check(rows)["ok"]
+    assert "ok_drawn" not in E.sampling_check(rows)
+    rows[E.GREEDY_DRAWN] = {"overall": 3.3}
+    drawn = E.sampling_check(rows)
+    assert drawn["ok_drawn"] and drawn["difference_drawn"] == pytest.approx(-0.1) and not drawn["ok"]
     assert not E.sampling_check({E.GT: {"overall": 3.0}})["checked"]
     assert not E.sampling_check({E.GREEDY: {"overall": math.nan}, E.SAMPLED: {"overall": 3.0}})["checked"]
 

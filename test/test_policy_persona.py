@@ -117,6 +117,21 @@ def test_choose_sample_mean_index_and_bad_choices():
         space.choose("loud")
 
 
+def test_spread_moves_drawn_personas_toward_the_average_listener_only():
+    space, _, _ = _fit()
+    full = space.choose("sample", np.random.default_rng(5))
+    # The same draw (same generator state), scaled: the origin is the average listener.
+    np.testing.assert_allclose(space.choose("sample", np.random.default_rng(5), spread=0.6), 0.6 * full, rtol=1e-6)
+    np.testing.assert_array_equal(space.choose("sample", np.random.default_rng(5), spread=0.0), 0.0)
+    assert np.abs(full).max() > 0.1
+    # A chosen listener is that listener as recorded, and the average stays the average.
+    np.testing.assert_array_equal(space.choose(3, spread=0.5), space.bank[3])
+    np.testing.assert_array_equal(space.choose("mean", spread=0.5), 0.0)
+    for bad in (-0.1, 2.5, float("nan")):
+        with pytest.raises(PersonaError, match="persona spread must be in"):
+            space.choose("sample", np.random.default_rng(0), spread=bad)
+
+
 def test_parse_choice_reads_numbers_as_bank_indices():
     assert parse_choice("7") == 7 and parse_choice(" mean ") == "mean" and parse_choice("sample") == "sample"
     assert parse_choice("-1") == "-1"  # not an index: refused by PersonaSpace.choose with the allowed values
@@ -157,7 +172,7 @@ def test_runtime_holds_the_chosen_persona_and_the_network_reads_it(saved):
     # Same seed, same observations: only the persona differs, and the face differs with it.
     assert np.abs(_run(first) - _run(other)).max() > 1e-3
     # "sample" draws a training listener at every reset, reproducibly with the seed.
-    sampled = Policy.load(saved[2], "onnxruntime", seed=7)
+    sampled = Policy.load(saved[2], "onnxruntime", seed=7, persona_spread=1.0)
     drawn = []
     for seed in range(12):
         sampled.reset(seed)
@@ -166,6 +181,9 @@ def test_runtime_holds_the_chosen_persona_and_the_network_reads_it(saved):
         np.testing.assert_array_equal(sampled.inputs()["persona"][0], bank[drawn[-1]])  # held while it runs
     sampled.reset(3)
     assert np.array_equal(sampled.persona, bank[drawn[3]]) and len(set(drawn)) > 2
+    shrunk = Policy.load(saved[2], "onnxruntime", seed=7, persona_spread=0.5)
+    shrunk.reset(3)
+    np.testing.assert_allclose(shrunk.inputs()["persona"][0], 0.5 * bank[drawn[3]], rtol=1e-6)
     mean = Policy.load(saved[2], "onnxruntime", persona="mean")
     np.testing.assert_array_equal(mean.persona, np.zeros(len(bank[0]), np.float32))
 
@@ -180,3 +198,5 @@ def test_set_persona_and_bad_persona_choices(saved):
         policy.set_persona(np.full(policy.cfg.persona_dim, np.nan))
     with pytest.raises(PersonaError, match="out of range"):
         Policy.load(saved[2], "onnxruntime", persona=99)
+    with pytest.raises(PersonaError, match="persona spread must be in"):
+        Policy.load(saved[2], "onnxruntime", persona_spread=3.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from face_expr_ros.policy.persona import parse_choice
+from face_expr_ros.policy.persona import DEFAULT_PERSONA_SPREAD, parse_choice
 from face_expr_ros.policy.sampling import (
     DEFAULT_CODE_PERSISTENCE,
     DEFAULT_EYELID_TEMPERATURE,
@@ -61,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="who the policy is in the sampled runs: sample (a training listener drawn per run, "
                         "the runtime's default), mean (the average listener) or N (training listener N); "
                         "greedy runs are always the average listener")
+    parser.add_argument("--persona-spread", type=float, default=DEFAULT_PERSONA_SPREAD,
+                        help="how far a drawn persona sits from the average listener: 1 as recorded, 0 the "
+                        f"average (default {DEFAULT_PERSONA_SPREAD})")
     parser.add_argument("--top-p", type=float, default=DEFAULT_TOP_P,
                         help=f"nucleus top-p for sampled runs (default {DEFAULT_TOP_P})")
     parser.add_argument("--text", choices=("auto", "minilm", "none"), default="auto",
@@ -99,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
         token_temperature=args.token_temperature,
         eyelid_temperature=args.eyelid_temperature, gaze_temperature=args.gaze_temperature,
         code_persistence=args.code_persistence,
-        level_noise_tau_s=args.level_noise_tau, persona=parse_choice(args.persona), text=args.text,
+        level_noise_tau_s=args.level_noise_tau, persona=parse_choice(args.persona),
+        persona_spread=args.persona_spread, text=args.text,
         text_encoder_dir=args.text_encoder_dir, baselines=names, seed=args.seed, workers=args.workers,
         allow_seen=args.allow_seen, progress=not args.no_progress,
     )

@@ -7,6 +7,8 @@ For every conversation of the split, every method produces listener tracks:
   (persona ``"mean"``): the one deterministic output;
 * ``policy-sampled``: ``samples`` streamed runs at ``temperature`` with different seeds, each as a
   persona drawn from the training listeners (the runtime's default);
+* ``policy-greedy-drawn``: temperature 0 as each sampled run's persona (same seeds, so the same
+  draws): against ``policy-sampled`` it isolates what sampling the tokens does from who is played;
 * the baselines of :mod:`face_expr_ros.eval.baselines` (stochastic ones also ``samples`` times).
 
 The policy sees exactly what it would see on the robot, one :class:`Observation` per frame:
@@ -48,6 +50,7 @@ from face_expr_ros.eval.baselines import (
 )
 from face_expr_ros.learning.features import audio_frame_features
 from face_expr_ros.learning.shards import Conversation, iter_conversations, read_manifest
+from face_expr_ros.policy.persona import DEFAULT_PERSONA_SPREAD
 from face_expr_ros.policy.sampling import (
     DEFAULT_CODE_PERSISTENCE,
     DEFAULT_EYELID_TEMPERATURE,
@@ -65,6 +68,7 @@ F32 = NDArray[np.float32]
 GOOD_STYLES: tuple[str, ...] = ("attentive", "reserved")
 APPROPRIATE_STYLES: tuple[str, ...] = ("attentive", "attentive", "reserved")
 GT, GREEDY, SAMPLED = "ground-truth", "policy-greedy", "policy-sampled"
+GREEDY_DRAWN = "policy-greedy-drawn"
 FRDVS_MAX_FRAMES = 900  # FRDvs compares the first 30 s (or the shortest conversation) of every track
 
 # Table columns: key, header, format, which direction is better ("low", "high", "gt": close to GT).
@@ -112,6 +116,7 @@ class EvalConfig:
     code_persistence: float = DEFAULT_CODE_PERSISTENCE
     level_noise_tau_s: float = DEFAULT_LEVEL_NOISE_TAU_S
     persona: str | int = "sample"  # of the sampled runs (runtime.Policy); greedy runs are the mean persona
+    persona_spread: float = DEFAULT_PERSONA_SPREAD
     text: str = "auto"  # auto (what the policy was trained with) | minilm | none
     text_encoder_dir: Path | None = None  # None: the user cache (text_encoder.default_encoder_dir)
     baselines: tuple[str, ...] = BASELINE_NAMES
@@ -265,7 +270,7 @@ def _load_policy_into_state(cfg: EvalConfig, threads: int) -> None:
     from face_expr_ros.policy.runtime import Policy
 
     _STATE["policy"] = Policy.load(cfg.policy, cfg.backend, threads=threads, temperature=0.0, top_p=cfg.top_p,
-                                   persona=cfg.persona,
+                                   persona=cfg.persona, persona_spread=cfg.persona_spread,
                                    eyelid_temperature=cfg.eyelid_temperature,
                                    gaze_temperature=cfg.gaze_temperature,
                                    code_persistence=cfg.code_persistence,
@@ -381,10 +386,12 @@ def evaluate_conversation(index: int) -> ConversationPart:
         rows = _STATE["embedder"].rows(conv)
         outputs[GREEDY] = ([run_policy(policy, conv, rows, _int_seed(cfg.seed, conv.conversation_id, "greedy"),
                                        0.0, persona="mean")], True)
-        outputs[SAMPLED] = ([run_policy(policy, conv, rows, _int_seed(cfg.seed, conv.conversation_id, "policy", k),
-                                        cfg.temperature, cfg.token_temperature, cfg.persona)
-                             for k in range(cfg.samples)],
-                             False)
+        seeds = [_int_seed(cfg.seed, conv.conversation_id, "policy", k) for k in range(cfg.samples)]
+        outputs[SAMPLED] = ([run_policy(policy, conv, rows, seed, cfg.temperature, cfg.token_temperature, cfg.persona)
+                             for seed in seeds], False)
+        if cfg.persona == "sample":
+            outputs[GREEDY_DRAWN] = ([run_policy(policy, conv, rows, seed, 0.0, persona=cfg.persona)
+                                      for seed in seeds], False)
     for b in baselines:
         if not b.available(conv):
             continue
@@ -474,8 +481,12 @@ def sampling_check(rows: dict[str, dict[str, float]], tolerance: float = 0.2) ->
     g, s = rows[GREEDY]["overall"], rows[SAMPLED]["overall"]
     if not (np.isfinite(g) and np.isfinite(s)):
         return {"checked": False, "reason": "no rater scores (no timelines)"}
-    return {"checked": True, "greedy_overall": g, "sampled_overall": s, "difference": s - g,
-            "tolerance": tolerance, "ok": bool(abs(s - g) <= tolerance)}
+    check = {"checked": True, "greedy_overall": g, "sampled_overall": s, "difference": s - g,
+             "tolerance": tolerance, "ok": bool(abs(s - g) <= tolerance)}
+    if GREEDY_DRAWN in rows and np.isfinite(rows[GREEDY_DRAWN]["overall"]):
+        drawn = rows[GREEDY_DRAWN]["overall"]
+        check.update(greedy_drawn_overall=drawn, difference_drawn=s - drawn, ok_drawn=bool(abs(s - drawn) <= tolerance))
+    return check
 
 
 # ----------------------------------------------------------------------------- reports
@@ -490,7 +501,8 @@ def results_markdown(result: EvalResult) -> str:
     lines = ["# Evaluation", "", f"Data: `{result.config['data']}`, split `{result.config['split']}`, "
              f"policy `{result.config['policy']}`, {result.config['samples']} sample(s) per context at "
              f"temperature {result.config['temperature']} as persona "
-             f"`{result.config.get('persona', 'sample')}` (greedy: `mean`), "
+             f"`{result.config.get('persona', 'sample')}` (spread {result.config.get('persona_spread', 1.0)}; "
+             f"greedy: `mean`), "
              f"rater panel seed {result.config['panel_seed']} "
              f"({result.config['n_raters']} raters).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -510,6 +522,10 @@ def results_markdown(result: EvalResult) -> str:
         lines.append(f"Sampling check ({verdict}): mean overall rater score of sampled runs "
                      f"{chk['sampled_overall']:.2f} vs greedy {chk['greedy_overall']:.2f} "
                      f"(difference {chk['difference']:+.2f}, tolerance ±{chk['tolerance']}).")
+        if "greedy_drawn_overall" in chk:
+            verdict = "OK" if chk["ok_drawn"] else "FAILED"
+            lines.append(f"Against greedy decoding of the same drawn personas ({verdict}): "
+                         f"{chk['greedy_drawn_overall']:.2f} (difference {chk['difference_drawn']:+.2f}).")
     else:
         lines.append(f"Sampling check not run: {chk.get('reason')}.")
     lines += ["", "Appropriate real reactions (FRCorr, FRDist): the recorded listener if its style is "

@@ -124,7 +124,7 @@ class PolicyNode(Node):
                                       code_persistence=s.code_persistence,
                                       level_noise_tau_s=s.level_noise_tau_s, replan_every=s.replan_every,
                                       smoothing_s=s.smoothing_s, seed=seed,
-                                      persona=parse_choice(s.persona))
+                                      persona=parse_choice(s.persona), persona_spread=s.persona_spread)
         except (PolicyFileError, FileNotFoundError, ValueError, ImportError) as err:
             raise config.ConfigError(f"node policy: cannot load the policy from {model_dir!r}: {err}") from None
         self.text_encoder = TextEncoder.ensure(default_encoder_dir())

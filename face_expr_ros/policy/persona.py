@@ -48,6 +48,10 @@ from numpy.typing import NDArray
 from face_expr_ros import expression as ex
 
 PERSONA_CHOICES = ("sample", "mean")  # or the index of a bank entry
+# A drawn persona is spread * (its listener's persona); the origin is the average listener. 0.75 keeps
+# FD at its minimum on the validation split while the data's poor listeners, the outliers of the
+# space, are played less extreme (docs/policy.md, "Persona spread").
+DEFAULT_PERSONA_SPREAD = 0.75
 SPEAKER_RIDGE = 0.5  # see PersonaSpace.fit
 _ARRAYS = ("center", "scale", "speaker_center", "speaker_scale", "speaker_map", "components", "bank")
 
@@ -150,9 +154,11 @@ class PersonaSpace:
         """The persona of one recorded listener (T, 55), heard with ``speaker`` (T', 55): to imitate them."""
         return self.embed_statistics(track_statistics(listener), track_statistics(speaker, "speaker"))
 
-    def choose(self, choice: str | int, rng: np.random.Generator | None = None) -> NDArray[np.float32]:
-        """``"sample"``: a training listener drawn from ``rng``; ``"mean"``: the average listener;
-        an integer: that entry of the bank."""
+    def choose(self, choice: str | int, rng: np.random.Generator | None = None,
+               spread: float = 1.0) -> NDArray[np.float32]:
+        """``"sample"``: a training listener drawn from ``rng``, moved toward the average listener by
+        ``spread`` (1 is the listener as recorded, 0 the average; see ``DEFAULT_PERSONA_SPREAD``);
+        ``"mean"``: the average listener; an integer: that entry of the bank, as recorded."""
         if isinstance(choice, (int, np.integer)) and not isinstance(choice, bool):
             if not 0 <= choice < len(self.bank):
                 raise PersonaError(f"persona index {choice} out of range: the model knows {len(self.bank)} personas")
@@ -160,8 +166,10 @@ class PersonaSpace:
         if choice == "mean":
             return np.zeros(self.dim, np.float32)
         if choice == "sample":
+            if not 0.0 <= spread <= 2.0:
+                raise PersonaError(f"persona spread must be in [0, 2], got {spread}")
             rng = rng if rng is not None else np.random.default_rng()
-            return self.bank[int(rng.integers(len(self.bank)))].copy()
+            return (np.float32(spread) * self.bank[int(rng.integers(len(self.bank)))]).astype(np.float32)
         raise PersonaError(f"persona must be one of {PERSONA_CHOICES} or a bank index, got {choice!r}")
 
     def save(self, path: str | Path) -> None:

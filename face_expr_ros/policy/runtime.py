@@ -43,7 +43,7 @@ from face_expr_ros.learning.features import ENERGY_OFFSET_DB, ENERGY_SCALE_DB, M
 from face_expr_ros.policy.backends import Backend, select_backend
 from face_expr_ros.policy.model_dir import PolicyBundle, PolicyInputError, check_inputs, load_policy
 from face_expr_ros.policy.network import PolicyConfig
-from face_expr_ros.policy.persona import PersonaSpace
+from face_expr_ros.policy.persona import DEFAULT_PERSONA_SPREAD, PersonaSpace
 from face_expr_ros.policy.sampling import (
     DEFAULT_CODE_PERSISTENCE,
     DEFAULT_EYELID_TEMPERATURE,
@@ -97,8 +97,8 @@ class Policy:
 
     def __init__(self, backend: Backend, config: PolicyConfig, tokenizer: ActionTokenizer,
                  persona_space: PersonaSpace | None = None, *, persona: str | int = "sample",
-                 replan_every: int = DEFAULT_REPLAN_EVERY, temperature: float = DEFAULT_TEMPERATURE,
-                 top_p: float = DEFAULT_TOP_P,
+                 persona_spread: float = DEFAULT_PERSONA_SPREAD, replan_every: int = DEFAULT_REPLAN_EVERY,
+                 temperature: float = DEFAULT_TEMPERATURE, top_p: float = DEFAULT_TOP_P,
                  token_temperature: float | None = DEFAULT_TOKEN_TEMPERATURE,
                  eyelid_temperature: float | None = DEFAULT_EYELID_TEMPERATURE,
                  gaze_temperature: float | None = DEFAULT_GAZE_TEMPERATURE,
@@ -118,8 +118,9 @@ class Policy:
         self.persona_space = persona_space if persona_space is not None else PersonaSpace.neutral(config.persona_dim)
         if self.persona_space.dim != config.persona_dim:
             raise ValueError(f"persona space has dim {self.persona_space.dim}, the model {config.persona_dim}")
-        self.persona_space.choose(persona, np.random.default_rng(0))  # fail now on a bad choice, not at reset
-        self.persona_choice = persona
+        # Fail now on a bad choice or spread, not at reset.
+        self.persona_space.choose(persona, np.random.default_rng(0), persona_spread)
+        self.persona_choice, self.persona_spread = persona, persona_spread
         self.replan_every, self.temperature, self.top_p = replan_every, temperature, top_p
         self.token_temperature, self.eyelid_temperature = token_temperature, eyelid_temperature
         self.gaze_temperature = gaze_temperature
@@ -152,7 +153,7 @@ class Policy:
         """Forget the conversation (new partner) and choose the persona; optionally reseed the sampler."""
         w, a = self.cfg.window, self.cfg.audio_dim
         self.rng = np.random.default_rng(self.seed if seed is None else seed)
-        self.persona = self.persona_space.choose(self.persona_choice, self.rng)
+        self.persona = self.persona_space.choose(self.persona_choice, self.rng, self.persona_spread)
         self.frame = 0
         self._speaker = np.zeros((w, ex.DIM), np.float32)
         self._face = np.zeros(w, np.float32)

@@ -180,13 +180,12 @@ class SFTObjective(nn.Module):
         net = self.net
         h, code_logits = net.encode(*(batch[n] for n in INPUT_NAMES))
         base_logits, delta_logits = net.head_all_codes(h)  # (B, K, 55, n_bins), (B, K, M-1, 55, S)
-        log_z, lp_tokens = net.token_log_probs(code_logits, base_logits, delta_logits, batch["base"],
-                                               batch["deltas"])
-        nll = -torch.logsumexp(log_z + lp_tokens, dim=-1).mean() / self.n_tokens
+        log_z, lp_base, lp_steps = net.token_log_prob_terms(code_logits, base_logits, delta_logits, batch["base"],
+                                                            batch["deltas"])
+        nll = -torch.logsumexp(log_z + lp_base + lp_steps.sum(-1), dim=-1).mean() / self.n_tokens
         fit = nll
         if self.step_weight is not None:
-            _, lp_weighted = net.token_log_probs(code_logits, base_logits, delta_logits, batch["base"],
-                                                 batch["deltas"], self.step_weight)
+            lp_weighted = lp_base + (lp_steps * self.step_weight).sum(-1)
             fit = -torch.logsumexp(log_z + lp_weighted, dim=-1).mean() / self.n_tokens
         expected = self.expected_chunk(log_z, base_logits, delta_logits)
         smooth = (expected[:, 1:] - expected[:, :-1]).pow(2).sum(-1).mean()

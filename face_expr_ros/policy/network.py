@@ -242,25 +242,28 @@ class ListenerPolicy(nn.Module):
         return self.encode(speaker, face_present, audio, silence, text, listener_past, persona)
 
     # ---------------------------------------------------------------- probabilities
-    def token_log_probs(self, code_logits: Tensor, base_logits: Tensor, delta_logits: Tensor, base: Tensor,
-                        deltas: Tensor, step_weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Per-code log-probabilities of given tokens, from all-code head logits.
-
-        Returns ``log p(z | x)`` (B, K) and ``log p(tokens | x, z)`` (B, K). The joint log-prob
-        of a sample is their sum at its ``z``; the marginal is ``logsumexp`` over ``z``.
-        ``step_weight`` (55,), for training only, scales each channel's step-token log-probs
-        (a tempered likelihood); ``None`` gives the exact log-probabilities.
-        """
+    def token_log_prob_terms(self, code_logits: Tensor, base_logits: Tensor, delta_logits: Tensor, base: Tensor,
+                             deltas: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The parts of :meth:`token_log_probs`: ``log p(z | x)`` (B, K), the base tokens' log-prob
+        (B, K) and each channel's step tokens' log-prob (B, K, 55), so that training can weight
+        channels (``sft.SFTObjective``) without a second pass over the logits."""
         log_z = F.log_softmax(code_logits, dim=-1)
         k = code_logits.shape[-1]
         b_idx = base.unsqueeze(1).expand(-1, k, -1).unsqueeze(-1)
         lp_base = F.log_softmax(base_logits, dim=-1).gather(-1, b_idx).squeeze(-1).sum(-1)
         d_idx = deltas.unsqueeze(1).expand(-1, k, -1, -1).unsqueeze(-1)
-        lp_delta = F.log_softmax(delta_logits, dim=-1).gather(-1, d_idx).squeeze(-1)  # (B, K, M-1, 55)
-        if step_weight is not None:
-            lp_delta = lp_delta * step_weight
-        lp_delta = lp_delta.sum((-1, -2))
-        return log_z, lp_base + lp_delta
+        lp_steps = F.log_softmax(delta_logits, dim=-1).gather(-1, d_idx).squeeze(-1).sum(-2)  # (B, K, 55)
+        return log_z, lp_base, lp_steps
+
+    def token_log_probs(self, code_logits: Tensor, base_logits: Tensor, delta_logits: Tensor, base: Tensor,
+                        deltas: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-code log-probabilities of given tokens, from all-code head logits.
+
+        Returns ``log p(z | x)`` (B, K) and ``log p(tokens | x, z)`` (B, K). The joint log-prob
+        of a sample is their sum at its ``z``; the marginal is ``logsumexp`` over ``z``.
+        """
+        log_z, lp_base, lp_steps = self.token_log_prob_terms(code_logits, base_logits, delta_logits, base, deltas)
+        return log_z, lp_base + lp_steps.sum(-1)
 
     def log_prob(self, inputs: dict[str, Tensor], base: Tensor, deltas: Tensor, code: Tensor | None = None) -> Tensor:
         """Exact log-probability (B,) of token chunks: marginal over ``z``, or joint with ``code``.

@@ -169,7 +169,7 @@ class PersonaSpace:
             if not 0.0 <= spread <= 2.0:
                 raise PersonaError(f"persona spread must be in [0, 2], got {spread}")
             rng = rng if rng is not None else np.random.default_rng()
-            return (np.float32(spread) * self.bank[int(rng.integers(len(self.bank)))]).astype(np.float32)
+            return np.float32(spread) * self.bank[int(rng.integers(len(self.bank)))]
         raise PersonaError(f"persona must be one of {PERSONA_CHOICES} or a bank index, got {choice!r}")
 
     def save(self, path: str | Path) -> None:

@@ -190,3 +190,42 @@ def test_frsyn_finds_the_lag_of_a_delayed_copy():
     assert M.frsyn(s, listener) == pytest.approx(delay / 30.0)
     assert M.frsyn(s, s) == 0.0
     assert math.isnan(M.frsyn(s, np.zeros_like(s)))  # nothing moves: undefined
+
+
+def test_fd_terms_of_diagonal_gaussians_charge_the_spread_and_nothing_else():
+    terms = M.fd_terms([0, 0], np.diag([1.0, 4.0]), [0, 0], np.diag([4.0, 4.0]))
+    # (sqrt 1 - sqrt 4)^2 + 0 = 1, all of it the first channel's spread.
+    assert terms["fd"] == pytest.approx(1.0)
+    assert terms["mean"] == pytest.approx(0.0)
+    assert terms["covariance"] == pytest.approx(1.0)
+    assert terms["at_reference_spread"] == pytest.approx(0.0, abs=1e-9)
+    assert terms["at_reference_correlation"] == pytest.approx(1.0)  # both already uncorrelated
+
+
+def test_fd_terms_separate_a_correlation_from_a_mean_shift():
+    c1 = np.array([[1.0, 0.5], [0.5, 1.0]])  # eigenvalues 1.5 and 0.5
+    terms = M.fd_terms([3, 4], c1, [0, 0], np.eye(2))
+    trace_term = 4.0 - 2.0 * (np.sqrt(1.5) + np.sqrt(0.5))
+    assert terms["fd"] == pytest.approx(25.0 + trace_term)
+    assert terms["mean"] == pytest.approx(25.0)
+    assert terms["at_reference_correlation"] == pytest.approx(25.0)  # with I as correlation: equal covariances
+    assert terms["at_reference_spread"] == pytest.approx(terms["fd"])  # spreads already equal
+
+
+def test_fd_terms_leave_a_channel_that_does_not_move_as_it_is():
+    terms = M.fd_terms([0, 0], np.diag([0.0, 1.0]), [0, 0], np.eye(2))
+    assert terms["at_reference_spread"] == pytest.approx(1.0)  # no gain can spread a constant channel
+
+
+def test_within_between_splits_the_pooled_covariance_exactly():
+    within, between = M.within_between([[[0.0], [0.0]], [[2.0], [2.0]]])
+    assert within[0, 0] == pytest.approx(0.0)
+    assert between[0, 0] == pytest.approx(1.0)  # run means 0 and 2 about the pooled mean 1
+    rng = np.random.default_rng(0)
+    runs = [rng.normal(k, 1.0 + k, size=(50 + 10 * k, 3)) for k in range(4)]
+    within, between = M.within_between(runs)
+    pooled = np.concatenate(runs)
+    np.testing.assert_allclose(within + between, np.cov(pooled.T, bias=True), atol=1e-10)
+    assert np.trace(between) > 1.0  # the runs' means lie 1 apart per channel
+    with pytest.raises(ValueError, match="at least one run"):
+        M.within_between([])

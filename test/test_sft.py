@@ -13,7 +13,7 @@ import pytest
 
 from face_expr_ros import expression as ex
 from face_expr_ros.learning import shards
-from face_expr_ros.learning.sft import SFTConfig, lr_at, parse_args, train
+from face_expr_ros.learning.sft import SFTConfig, WeightAverage, lr_at, parse_args, train
 from face_expr_ros.policy.model_dir import load_policy
 
 TINY_ARCH = {"d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64, "n_codes": 4, "query_dim": 8, "window": 16,
@@ -113,6 +113,49 @@ def test_resume_continues_and_refuses_other_data(tiny_data, tmp_path):
     other = write_tiny_dataset(tmp_path / "other", seed=1)
     with pytest.raises(ValueError, match="'data_hash'"):
         train(_cfg(other, out, steps=50, export_onnx=False))
+
+
+def test_weight_average_follows_the_formula_and_keeps_the_buffers():
+    import torch
+
+    net = torch.nn.BatchNorm1d(1)  # one weight, one bias, and buffers that must not be averaged
+    with torch.no_grad():
+        net.weight.fill_(0.0)
+    average = WeightAverage(net, decay=0.9)
+    assert average.rate(0) == pytest.approx(0.1) and average.rate(1000) == pytest.approx(0.9)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    average.update(net, step=0)  # d = min(0.9, 1/10): 0.1 * 0 + 0.9 * 1
+    assert average.params["weight"].item() == pytest.approx(0.9)
+    with torch.no_grad():
+        net.weight.fill_(2.0)
+        net.running_mean.fill_(5.0)
+    average.update(net, step=100)  # d = 0.9: 0.9 * 0.9 + 0.1 * 2
+    state = average.state_dict(net)
+    assert state["weight"].item() == pytest.approx(1.01)
+    assert state["running_mean"].item() == pytest.approx(5.0)  # the network's own buffer
+    assert net.weight.item() == pytest.approx(2.0)  # the network itself is untouched
+    with pytest.raises(ValueError, match="ema_decay"):
+        WeightAverage(net, decay=1.0)
+
+
+def test_ema_run_exports_the_average_and_resumes_it(tiny_data, tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "run"
+    train(_cfg(tiny_data, out, steps=30, ema_decay=0.9, export_onnx=False))
+    ema = load_file(str(out / "checkpoint" / "ema.safetensors"))
+    raw = load_file(str(out / "checkpoint" / "model.safetensors"))
+    exported = load_file(str(out / "policy" / "model.safetensors"))
+    name = next(k for k in ema if k.endswith("weight") and ema[k].ndim == 2)
+    assert np.array_equal(exported[name].numpy(), ema[name].numpy())
+    assert not np.allclose(exported[name].numpy(), raw[name].numpy())  # the average, not the last weights
+    assert np.array_equal(exported["audio_mean"].numpy(), raw["audio_mean"].numpy())
+    train(_cfg(tiny_data, out, steps=40, ema_decay=0.9, export_onnx=False))  # resumes the average too
+    assert not np.array_equal(load_file(str(out / "checkpoint" / "ema.safetensors"))[name].numpy(), ema[name].numpy())
+    (out / "checkpoint" / "ema.safetensors").unlink()
+    with pytest.raises(ValueError, match="ema.safetensors"):
+        train(_cfg(tiny_data, out, steps=50, ema_decay=0.9, export_onnx=False))
 
 
 def test_history_augmentation_hides_or_rescales_the_history_and_never_the_target(tiny_data):

@@ -30,10 +30,10 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -64,6 +64,7 @@ from face_expr_ros.sim.listeners import listener_track, sample_params
 from face_expr_ros.sim.raters import CRITERIA, Percept, RaterPanel, perceive
 
 F32 = NDArray[np.float32]
+T = TypeVar("T")
 
 GOOD_STYLES: tuple[str, ...] = ("attentive", "reserved")
 APPROPRIATE_STYLES: tuple[str, ...] = ("attentive", "attentive", "reserved")
@@ -126,6 +127,7 @@ class EvalConfig:
     plot_conversations: int = 2
     max_train: int | None = None
     allow_seen: bool = False  # score conversations a method was fitted on (see seen_in_training)
+    greedy: bool = True  # also the greedy rows (policy-greedy, policy-greedy-drawn) beside the sampled runs
     progress: bool = True
 
 
@@ -372,24 +374,56 @@ def _worker_init(cfg: EvalConfig, threads: int) -> None:
     _prepare_state(cfg, threads)
 
 
-def evaluate_conversation(index: int) -> ConversationPart:
-    """Every method on conversation ``index`` of the loaded split (state set up by :func:`evaluate`)."""
+def map_conversations(cfg: EvalConfig, fn: Callable[[int], T], progress: str | None = None) -> list[T]:
+    """``[fn(i) for i in range(len(load_split(cfg)))]`` with the split, baselines and policy loaded.
+
+    ``fn(i)`` reads conversation ``i`` and the loaded methods from this module's state (e.g.
+    :func:`method_tracks`); with ``cfg.workers`` > 1 it runs in that many spawned processes,
+    each with its own one-thread policy, and must be a module-level function (picklable).
+    """
+    from tqdm import tqdm
+
+    n_conv = len(load_split(cfg))
+    workers = max(1, min(cfg.workers, n_conv))
+    out: list[T] = []
+    with tqdm(total=n_conv, desc=progress or "eval", unit="conv", disable=not cfg.progress) as bar:
+        if workers == 1:
+            _prepare_state(cfg, threads=2)
+            for i in range(n_conv):
+                out.append(fn(i))
+                bar.update()
+        else:
+            # spawn, not fork: a child forked from a process whose torch / ONNX Runtime thread pools
+            # are running can deadlock (it did, in the tests). Each worker loads its own policy with
+            # one thread, so two workers share two cores.
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Pool(workers, initializer=_worker_init, initargs=(cfg, 1)) as pool:
+                for item in pool.imap(fn, range(n_conv)):
+                    out.append(item)
+                    bar.update()
+    _STATE.clear()
+    return out
+
+
+def method_tracks(index: int) -> tuple[Conversation, dict[str, tuple[list[F32], bool]]]:
+    """Conversation ``index`` of the loaded split and every method's tracks on it: name ->
+    (tracks, deterministic). The ground truth comes first; sampled methods have ``cfg.samples``
+    tracks, drawn with seeds that depend only on (``cfg.seed``, conversation, sample)."""
     cfg: EvalConfig = _STATE["cfg"]
     conv: Conversation = _STATE["conversations"][index]
     baselines: list[Baseline] = _STATE["baselines"]
-    crop: int = _STATE["crop"]
     gt = conv.arrays["listener_expression"].astype(np.float32)
-    appropriate = appropriate_reactions(conv, cfg.seed)
     outputs: dict[str, tuple[list[F32], bool]] = {GT: ([gt], True)}
     policy = _STATE.get("policy")
     if policy is not None:
         rows = _STATE["embedder"].rows(conv)
-        outputs[GREEDY] = ([run_policy(policy, conv, rows, _int_seed(cfg.seed, conv.conversation_id, "greedy"),
-                                       0.0, persona="mean")], True)
+        if cfg.greedy:
+            outputs[GREEDY] = ([run_policy(policy, conv, rows, _int_seed(cfg.seed, conv.conversation_id, "greedy"),
+                                           0.0, persona="mean")], True)
         seeds = [_int_seed(cfg.seed, conv.conversation_id, "policy", k) for k in range(cfg.samples)]
         outputs[SAMPLED] = ([run_policy(policy, conv, rows, seed, cfg.temperature, cfg.token_temperature, cfg.persona)
                              for seed in seeds], False)
-        if cfg.persona == "sample":
+        if cfg.greedy and cfg.persona == "sample":
             outputs[GREEDY_DRAWN] = ([run_policy(policy, conv, rows, seed, 0.0, persona=cfg.persona)
                                       for seed in seeds], False)
     for b in baselines:
@@ -398,6 +432,16 @@ def evaluate_conversation(index: int) -> ConversationPart:
         n = 1 if b.deterministic else cfg.samples
         outputs[b.name] = ([fit_length(b.generate(conv, seed=cfg.seed + k), conv.n_frames) for k in range(n)],
                            b.deterministic)
+    return conv, outputs
+
+
+def evaluate_conversation(index: int) -> ConversationPart:
+    """Every method on conversation ``index`` of the loaded split (state set up by :func:`evaluate`)."""
+    cfg: EvalConfig = _STATE["cfg"]
+    crop: int = _STATE["crop"]
+    conv, outputs = method_tracks(index)
+    gt = outputs[GT][0][0]
+    appropriate = appropriate_reactions(conv, cfg.seed)
     s = conv.arrays["speaker_expression"]
     part = ConversationPart(
         conv.conversation_id, conv.n_frames, conv.metadata.get("listener_style"),
@@ -578,8 +622,6 @@ def _jsonable(value: Any) -> Any:
 # ----------------------------------------------------------------------------- driver
 def evaluate(cfg: EvalConfig) -> EvalResult:
     """Run every method on the split, score it, write results.md, results.json and plots to ``cfg.out``."""
-    from tqdm import tqdm
-
     from face_expr_ros.eval.plots import plot_expression_traces
 
     if cfg.samples < 1:
@@ -587,25 +629,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     mode = text_mode(cfg)
     conversation_ids = [c.conversation_id for c in load_split(cfg)]
     seen = check_unseen(cfg, conversation_ids)
-    n_conv = len(conversation_ids)
-    workers = max(1, min(cfg.workers, n_conv))
-    bar = tqdm(total=n_conv, desc="eval", unit="conv", disable=not cfg.progress)
-    parts: list[ConversationPart] = []
-    if workers == 1:
-        _prepare_state(cfg, threads=2)
-        for i in range(n_conv):
-            parts.append(evaluate_conversation(i))
-            bar.update()
-    else:
-        # spawn, not fork: a child forked from a process whose torch / ONNX Runtime thread pools
-        # are running can deadlock (it did, in the tests). Each worker loads its own policy with
-        # one thread, so two workers share two cores.
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(workers, initializer=_worker_init, initargs=(cfg, 1)) as pool:
-            for part in pool.imap(evaluate_conversation, range(n_conv)):
-                parts.append(part)
-                bar.update()
-    bar.close()
+    parts = map_conversations(cfg, evaluate_conversation)
 
     panel = RaterPanel.from_seed(cfg.panel_seed, cfg.n_raters)
     rows, per_conv = aggregate(parts, panel)
@@ -628,5 +652,4 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     result.files += [str(out / "results.md"), str(out / "results.json")]
     (out / "results.md").write_text(results_markdown(result))
     (out / "results.json").write_text(json.dumps(_jsonable(asdict(result)), indent=1) + "\n")
-    _STATE.clear()
     return result

@@ -122,6 +122,59 @@ class GaussianStats:
         return self.outer / max(self.n, 1) - np.outer(mu, mu)
 
 
+def fd_terms(mu1: ArrayLike, cov1: ArrayLike, mu2: ArrayLike, cov2: ArrayLike) -> dict[str, float]:
+    r"""Where an FD comes from: :func:`frechet_distance` of (``mu1``, ``cov1``) (generated) to
+    (``mu2``, ``cov2``) (reference), split into parts, and with parts of the generated Gaussian
+    replaced by the reference's.
+
+    * ``fd``: the distance; ``mean``: ``||mu1 - mu2||^2``; ``covariance``: the rest, the trace term.
+    * ``at_reference_spread``: FD after rescaling every generated channel to the reference's
+      standard deviation, ``C1' = D C1 D`` with ``D = diag(sigma2 / sigma1)`` (the generated
+      correlations and means kept). What is left is the cost of the correlations and the means;
+      ``fd - at_reference_spread`` is what the channels' spreads cost.
+    * ``at_reference_correlation``: FD with the reference's correlation matrix and the generated
+      standard deviations and means, ``C1' = S1 R2 S1``: ``fd - at_reference_correlation`` is
+      what the correlations between channels cost.
+
+    A channel that does not move in one of the two (sigma below :data:`STATIC_STD`) is left as it
+    is. The two replacements are not additive: spreads and correlations interact in the trace
+    term. (The decomposition of the tenth and thirteenth rounds in benchmarks/RESULTS.md.)
+    """
+    m1, m2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    c1, c2 = np.asarray(cov1, np.float64), np.asarray(cov2, np.float64)
+    s1, s2 = np.sqrt(np.clip(np.diag(c1), 0.0, None)), np.sqrt(np.clip(np.diag(c2), 0.0, None))
+    moving = (s1 > STATIC_STD) & (s2 > STATIC_STD)
+    gain = np.where(moving, s2 / np.where(moving, s1, 1.0), 1.0)
+    r2 = c2 / np.outer(np.where(s2 > STATIC_STD, s2, 1.0), np.where(s2 > STATIC_STD, s2, 1.0))
+    with_r2 = np.where(np.outer(moving, moving), r2 * np.outer(s1, s1), c1)
+    total = frechet_distance(m1, c1, m2, c2)
+    mean = float(np.sum((m1 - m2) ** 2))
+    return {"fd": total, "mean": mean, "covariance": total - mean,
+            "at_reference_spread": frechet_distance(m1, c1 * np.outer(gain, gain), m2, c2),
+            "at_reference_correlation": frechet_distance(m1, with_r2, m2, c2)}
+
+
+def within_between(runs: Sequence[ArrayLike]) -> tuple[F64, F64]:
+    r"""Covariance of frames pooled over ``runs`` (each (T_r, D)), split exactly into within and between runs:
+
+    ``C = W + B``, ``W = sum_r n_r C_r / N`` (each run's own covariance about its mean, weighted
+    by its frames), ``B = sum_r n_r (mu_r - mu)(mu_r - mu)^T / N`` (how far the runs' means lie
+    apart). The law of total covariance. For listeners, ``B`` is who the listener is and what
+    the conversation is about; ``W`` is how the face moves within one conversation. FD pools all
+    frames and cannot tell the two apart; this can.
+    """
+    xs = [_track(r, "run") for r in runs]
+    if not xs:
+        raise ValueError("within_between needs at least one run")
+    n = np.array([len(x) for x in xs], np.float64)
+    means = np.stack([x.mean(axis=0) for x in xs])
+    mu = (n[:, None] * means).sum(axis=0) / n.sum()
+    within = sum(((x - m).T @ (x - m) for x, m in zip(xs, means)), np.zeros((xs[0].shape[1],) * 2)) / n.sum()
+    d = means - mu
+    between = (n[:, None] * d).T @ d / n.sum()
+    return within, between
+
+
 def fd(generated_frames: ArrayLike, ground_truth_frames: ArrayLike) -> float:
     r"""FD [L2L]: Fréchet distance between Gaussian fits of generated and GT frame distributions.
 

@@ -19,7 +19,9 @@ Loss per window (``network.py`` for the model's factorisation):
   zeroed frame would teach the copycat lag (or the neutral face) this delay exists to avoid.
 
 AdamW (Loshchilov & Hutter, 2019) with linear warm-up and cosine decay to ``min_lr``, gradient
-clipping, resumable checkpoints (weights as safetensors, config, tokenizer and the dataset's
+clipping, an optional exponential moving average of the weights that becomes the exported
+policy (``--ema-decay``, :class:`WeightAverage`), resumable checkpoints (weights as
+safetensors, config, tokenizer and the dataset's
 ``data_hash()`` so a resume on other data is refused), CSV logs and PNG training curves.
 The transcript embedding of every (conversation, words heard) pair is computed once with the
 ONNX text encoder and cached on disk; ``--text none`` trains without text (tiny tests).
@@ -56,6 +58,7 @@ from face_expr_ros.policy.persona import PersonaSpace
 from face_expr_ros.policy.tokenizer import ActionTokenizer
 
 CHECKPOINT = "checkpoint"
+EMA_FILE = "ema.safetensors"  # the weight average, in the checkpoint folder
 # For every channel, the lower index of its yoked pair (itself if none): one gain per pair.
 _YOKED_GAIN_INDEX = torch.from_numpy(np.minimum(np.arange(ex.DIM), ex.yoked_partner()))
 POLICY = "policy"
@@ -78,6 +81,7 @@ class SFTConfig:
     history_gain_noise: float = 0.25  # sigma of the log-normal per-channel gain on the own-action history
     pause_emphasis: float = 0.0  # windows in the first 1.5 s of a pause drawn 1 + this as often (WeightedWindows)
     head_step_weight: float = 1.0  # weight of the head channels' step tokens in the likelihood (SFTObjective)
+    ema_decay: float = 0.0  # > 0: export the exponential moving average of the weights (WeightAverage)
     stride: int = 4
     text: str = "minilm"  # "minilm" or "none"
     text_encoder_dir: str = str(default_encoder_dir())
@@ -221,6 +225,38 @@ class WeightedWindows(Sampler[int]):
 
     def __len__(self) -> int:
         return self.num_samples
+
+
+class WeightAverage:
+    """Exponential moving average of a network's parameters (Polyak & Juditsky, 1992; the EMA of
+    weights used by generative models since Karras et al., ICLR 2018, "Progressive Growing of GANs").
+
+    After optimiser step ``k`` (counted from 0), ``avg <- d_k avg + (1 - d_k) w`` with
+    ``d_k = min(decay, (1 + k) / (10 + k))``: early on, while the weights move fast, the average
+    follows them closely instead of remembering the random initialisation (the warm-up of
+    TensorFlow's ``ExponentialMovingAverage`` with ``num_updates``). Buffers (input statistics,
+    masks) are not averaged: they are copied from the network when the average is used.
+    """
+
+    def __init__(self, net: nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.params = {n: p.detach().clone() for n, p in net.named_parameters()}
+
+    def rate(self, step: int) -> float:
+        """``d_k`` of the docstring for optimiser step ``step``."""
+        return min(self.decay, (1.0 + step) / (10.0 + step))
+
+    @torch.no_grad()
+    def update(self, net: nn.Module, step: int) -> None:
+        d = self.rate(step)
+        for name, p in net.named_parameters():
+            self.params[name].lerp_(p.detach(), 1.0 - d)
+
+    def state_dict(self, net: nn.Module) -> dict[str, Tensor]:
+        """``net``'s state with the averaged parameters in place of its own."""
+        return {k: self.params.get(k, v).detach().cpu().contiguous() for k, v in net.state_dict().items()}
 
 
 def make_batch(raw: dict[str, Tensor], tok: ActionTokenizer, texts: Tensor, offsets: Tensor, personas: Tensor,
@@ -373,6 +409,8 @@ def _train(cfg: SFTConfig) -> Path:
     optim = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
 
+    average = WeightAverage(net, cfg.ema_decay) if cfg.ema_decay > 0 else None
+
     # Resume: the checkpoint must come from the same data and the same tokenizer.
     start = 0
     ckpt = out / CHECKPOINT
@@ -389,6 +427,10 @@ def _train(cfg: SFTConfig) -> Path:
         net.load_state_dict(load_file(str(ckpt / "model.safetensors")))
         optim.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=True))
         start = int(state["step"])
+        if average is not None:
+            if not (ckpt / EMA_FILE).is_file():
+                raise ValueError(f"{ckpt / EMA_FILE}: missing; the run was started without --ema-decay")
+            average.params.update(load_file(str(ckpt / EMA_FILE), device=str(device)))
     model: nn.Module = DistributedDataParallel(objective) if ddp else objective
 
     sampler = window_sampler(cfg, train_ds, world, rank)
@@ -410,6 +452,8 @@ def _train(cfg: SFTConfig) -> Path:
         save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
                   str(ckpt / "model.safetensors"))
         torch.save(optim.state_dict(), ckpt / "optimizer.pt")
+        if average is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in average.params.items()}, str(ckpt / EMA_FILE))
         tok.save(ckpt / "tokenizer.json")
         (ckpt / "config.json").write_text(json.dumps(arch.to_dict(), indent=1) + "\n")
         (ckpt / "state.json").write_text(json.dumps({"step": step, "data_hash": data_hash,
@@ -455,6 +499,8 @@ def _train(cfg: SFTConfig) -> Path:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
         optim.step()
+        if average is not None:
+            average.update(net, step)
         done = step + 1
         if is_main and (done % cfg.log_every == 0 or done == cfg.steps):
             with open(log_path, "a", newline="") as fh:
@@ -477,6 +523,8 @@ def _train(cfg: SFTConfig) -> Path:
 
     policy_dir = out / POLICY
     if is_main:
+        if average is not None:
+            net.load_state_dict(average.state_dict(net))
         save_policy(policy_dir, net.cpu().eval(), tok, persona_space, export=cfg.export_onnx,
                     extra={"data_hash": data_hash, "trained_on": manifest.fingerprints("train"),
                            "trained_steps": cfg.steps, "text": cfg.text,
@@ -487,17 +535,21 @@ def _train(cfg: SFTConfig) -> Path:
     return policy_dir
 
 
+_INT_OPTIONS = ("steps", "batch_size", "warmup", "log_every", "eval_every", "save_every", "eval_batches", "seed",
+                "stride")
+_FLOAT_OPTIONS = ("lr", "min_lr", "weight_decay", "grad_clip", "smooth_weight", "motion_weight", "history_dropout",
+                  "history_gain_noise", "pause_emphasis", "head_step_weight", "ema_decay")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The training options (shared by ``python -m ...sft`` and ``face-expr train``)."""
     p.add_argument("--data", required=True, help="dataset folder (manifest.json + shards)")
     p.add_argument("--out", required=True, help="run folder: checkpoint/, policy/, log.csv, curves.png")
     defaults = SFTConfig("", "")
-    for name in ("steps", "batch_size", "warmup", "log_every", "eval_every", "save_every", "eval_batches", "seed",
-                 "stride"):
+    for name in _INT_OPTIONS:
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name),
                        help=f"(default {getattr(defaults, name)})")
-    for name in ("lr", "min_lr", "weight_decay", "grad_clip", "smooth_weight", "motion_weight", "history_dropout",
-                 "history_gain_noise", "pause_emphasis", "head_step_weight"):
+    for name in _FLOAT_OPTIONS:
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name),
                        help=f"(default {getattr(defaults, name)})")
     p.add_argument("--text", choices=("minilm", "none"), default=defaults.text,
@@ -511,11 +563,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(a: argparse.Namespace) -> SFTConfig:
-    names = ("data", "out", "steps", "batch_size", "lr", "min_lr", "warmup", "weight_decay", "grad_clip",
-             "smooth_weight", "motion_weight", "history_dropout", "history_gain_noise", "pause_emphasis",
-             "head_step_weight", "stride", "text",
-             "text_encoder_dir", "log_every", "eval_every",
-             "save_every", "eval_batches", "seed")
+    names = ("data", "out", "text", "text_encoder_dir", *_INT_OPTIONS, *_FLOAT_OPTIONS)
     return SFTConfig(**{n: getattr(a, n) for n in names}, resume=not a.no_resume, progress=not a.no_progress,
                      export_onnx=not a.no_onnx, arch=json.loads(a.arch))
 

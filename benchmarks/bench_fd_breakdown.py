@@ -31,7 +31,15 @@ import numpy as np
 
 from face_expr_ros import expression as ex
 from face_expr_ros.eval import metrics as M
-from face_expr_ros.eval.evaluate import GT, SAMPLED, EvalConfig, map_conversations, method_tracks
+from face_expr_ros.eval.evaluate import (
+    GT,
+    SAMPLED,
+    EvalConfig,
+    check_unseen,
+    load_split,
+    map_conversations,
+    method_tracks,
+)
 from face_expr_ros.learning.shards import iter_conversations
 from face_expr_ros.policy.persona import DEFAULT_PERSONA_SPREAD
 
@@ -105,6 +113,7 @@ def main() -> None:
                      samples=a.samples, persona_spread=a.persona_spread, workers=a.workers, greedy=False,
                      baselines=() if a.baselines == "none" else tuple(a.baselines.split(",")),
                      max_conversations=a.max_conversations)
+    check_unseen(cfg, [c.conversation_id for c in load_split(cfg)])  # scores on training data measure memory
     per_conv = map_conversations(cfg, conversation_tracks, progress="tracks")
     speakers = [s for s, _ in per_conv]
     names = list(per_conv[0][1])

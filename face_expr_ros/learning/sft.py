@@ -21,8 +21,8 @@ Loss per window (``network.py`` for the model's factorisation):
 AdamW (Loshchilov & Hutter, 2019) with linear warm-up and cosine decay to ``min_lr``, gradient
 clipping, an optional exponential moving average of the weights that becomes the exported
 policy (``--ema-decay``, :class:`WeightAverage`), resumable checkpoints (weights as
-safetensors, config, tokenizer and the dataset's
-``data_hash()`` so a resume on other data is refused), CSV logs and PNG training curves.
+safetensors, config, tokenizer and the dataset's ``data_hash()`` so a resume on other data is
+refused), CSV logs and PNG training curves.
 The transcript embedding of every (conversation, words heard) pair is computed once with the
 ONNX text encoder and cached on disk; ``--text none`` trains without text (tiny tests).
 """

@@ -113,8 +113,9 @@ def main() -> None:
                      samples=a.samples, persona_spread=a.persona_spread, workers=a.workers, greedy=False,
                      baselines=() if a.baselines == "none" else tuple(a.baselines.split(",")),
                      max_conversations=a.max_conversations)
-    check_unseen(cfg, [c.conversation_id for c in load_split(cfg)])  # scores on training data measure memory
-    per_conv = map_conversations(cfg, conversation_tracks, progress="tracks")
+    ids = [c.conversation_id for c in load_split(cfg)]
+    check_unseen(cfg, ids)  # scores on conversations a method was fitted on measure memory
+    per_conv = map_conversations(cfg, conversation_tracks, len(ids), progress="tracks")
     speakers = [s for s, _ in per_conv]
     names = list(per_conv[0][1])
     reference = {"frames": M.GaussianStats(ex.DIM), "paired": M.GaussianStats(2 * ex.DIM)}

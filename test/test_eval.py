@@ -232,8 +232,9 @@ def test_two_workers_give_the_same_numbers_as_one(dataset, policy_dir, tmp_path)
 
 def test_method_tracks_without_greedy_rows_draw_the_same_sampled_runs(dataset, policy_dir):
     common = {"data": dataset, "policy": policy_dir, "samples": 2, "progress": False, "baselines": ("nn-retrieval",)}
-    full = E.map_conversations(E.EvalConfig(**common), E.method_tracks)
-    lean = E.map_conversations(E.EvalConfig(greedy=False, **common), E.method_tracks)
+    n = len(E.load_split(E.EvalConfig(**common)))
+    full = E.map_conversations(E.EvalConfig(**common), E.method_tracks, n)
+    lean = E.map_conversations(E.EvalConfig(greedy=False, **common), E.method_tracks, n)
     assert [c.conversation_id for c, _ in lean] == [c.conversation_id for c, _ in full]
     for (_, a), (_, b) in zip(full, lean):
         assert list(b) == [E.GT, E.SAMPLED, "nn-retrieval"]

@@ -374,8 +374,9 @@ def _worker_init(cfg: EvalConfig, threads: int) -> None:
     _prepare_state(cfg, threads)
 
 
-def map_conversations(cfg: EvalConfig, fn: Callable[[int], T], progress: str | None = None) -> list[T]:
-    """``[fn(i) for i in range(len(load_split(cfg)))]`` with the split, baselines and policy loaded.
+def map_conversations(cfg: EvalConfig, fn: Callable[[int], T], n_conv: int, progress: str | None = None) -> list[T]:
+    """``[fn(i) for i in range(n_conv)]`` with the split, baselines and policy loaded (``n_conv``:
+    ``len(load_split(cfg))``, which the caller has read already).
 
     ``fn(i)`` reads conversation ``i`` and the loaded methods from this module's state (e.g.
     :func:`method_tracks`); with ``cfg.workers`` > 1 it runs in that many spawned processes,
@@ -383,7 +384,6 @@ def map_conversations(cfg: EvalConfig, fn: Callable[[int], T], progress: str | N
     """
     from tqdm import tqdm
 
-    n_conv = len(load_split(cfg))
     workers = max(1, min(cfg.workers, n_conv))
     out: list[T] = []
     with tqdm(total=n_conv, desc=progress or "eval", unit="conv", disable=not cfg.progress) as bar:
@@ -629,7 +629,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     mode = text_mode(cfg)
     conversation_ids = [c.conversation_id for c in load_split(cfg)]
     seen = check_unseen(cfg, conversation_ids)
-    parts = map_conversations(cfg, evaluate_conversation)
+    parts = map_conversations(cfg, evaluate_conversation, len(conversation_ids))
 
     panel = RaterPanel.from_seed(cfg.panel_seed, cfg.n_raters)
     rows, per_conv = aggregate(parts, panel)

@@ -9,7 +9,8 @@ import sys
 from face_expr_ros import __version__
 
 # Subcommand modules under face_expr_ros.commands, in the order --help lists them.
-SUBCOMMANDS: tuple[str, ...] = ("doctor", "demo", "track", "render", "data", "train", "eval", "bringup")
+SUBCOMMANDS: tuple[str, ...] = ("doctor", "demo", "track", "render", "data", "train", "rollout", "eval",
+                                   "bringup")
 
 
 def build_parser() -> argparse.ArgumentParser:

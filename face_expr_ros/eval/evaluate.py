@@ -176,8 +176,10 @@ class TranscriptEmbedder:
 
 
 def run_policy(policy: Any, conv: Conversation, text_rows: Sequence[F32 | None], seed: int,
-               temperature: float, token_temperature: float | None = None, persona: str | int = "sample") -> F32:
-    """Stream ``conv`` through ``policy`` (a runtime.Policy) frame by frame as ``persona``; returns (T, 55)."""
+               temperature: float, token_temperature: float | None = None,
+               persona: str | int | F32 = "sample") -> F32:
+    """Stream ``conv`` through ``policy`` (a runtime.Policy) frame by frame as ``persona`` (a choice
+    of ``PersonaSpace.choose`` or a persona vector); returns (T, 55)."""
     from face_expr_ros.policy.runtime import Observation
 
     audio = audio_frame_features(conv)
@@ -189,8 +191,12 @@ def run_policy(policy: Any, conv: Conversation, text_rows: Sequence[F32 | None],
     policy.temperature = temperature
     if token_temperature is not None:
         policy.token_temperature = token_temperature
-    policy.persona_choice = persona
-    policy.reset(seed)
+    if isinstance(persona, np.ndarray):
+        policy.reset(seed)
+        policy.set_persona(persona)
+    else:
+        policy.persona_choice = persona
+        policy.reset(seed)
     out = np.empty((conv.n_frames, ex.DIM), np.float32)
     for t in range(conv.n_frames):
         obs = Observation(speaker[t] if present[t] else None, audio[t], text_rows[t])

@@ -50,6 +50,7 @@ class WindowDataset(Dataset):
             raise ValueError(f"{folder}: no conversations with a listener in split {split!r}")
         self._audio = [audio_frame_features(c) for c in self.conversations]
         self._silence = [seconds_of_silence(a) for a in self._audio]
+        self.rollouts: list[np.ndarray] | None = None
         self.index = [
             WindowIndex(i, tau)
             for i, c in enumerate(self.conversations)
@@ -70,6 +71,22 @@ class WindowDataset(Dataset):
         s = np.array([self._silence[w.conversation][w.tau] for w in self.index], np.float32)
         return 1.0 + emphasis * ((s > 0) & (s <= within_s)).astype(np.float64)
 
+    def attach_rollouts(self, tracks: list[np.ndarray]) -> None:
+        """Give every window a second history, ``rollout_past``: the same frames of the policy's
+        own track over this conversation (``rollouts.py``), one (frames, 55) track per conversation."""
+        if len(tracks) != len(self.conversations) or any(
+                len(t) != c.n_frames for t, c in zip(tracks, self.conversations)):
+            raise ValueError("need one rollout track per conversation, as long as the conversation")
+        self.rollouts = tracks
+
+    def _past(self, track: np.ndarray, tau: int) -> np.ndarray:
+        past = np.zeros((self.window, ex.DIM), np.float32)
+        end = tau - self.history_delay
+        start = max(end - self.window, 0)
+        if end > 0:
+            past[self.window - (end - start):] = track[start:end]
+        return past
+
     def __len__(self) -> int:
         return len(self.index)
 
@@ -79,18 +96,16 @@ class WindowDataset(Dataset):
         a = conv.arrays
         lo = tau - self.window + 1
         listener = a["listener_expression"]
-        past = np.zeros((self.window, ex.DIM), np.float32)
-        end = tau - self.history_delay
-        start = max(end - self.window, 0)
-        if end > 0:
-            past[self.window - (end - start):] = listener[start:end]
-        return {
+        item = {
             "speaker": torch.from_numpy(a["speaker_expression"][lo:tau + 1]),
             "face_present": torch.from_numpy(a["speaker_face_present"][lo:tau + 1].astype(np.float32)),
             "audio": torch.from_numpy(self._audio[i][lo:tau + 1]),
             "silence": torch.from_numpy(self._silence[i][lo:tau + 1]),
-            "listener_past": torch.from_numpy(past),
+            "listener_past": torch.from_numpy(self._past(listener, tau)),
             "target": torch.from_numpy(listener[tau:tau + self.horizon]),
             "words_heard": torch.tensor(int(a["words_heard"][tau])),
             "conversation": torch.tensor(i),
         }
+        if self.rollouts is not None:
+            item["rollout_past"] = torch.from_numpy(self._past(self.rollouts[i], tau))
+        return item

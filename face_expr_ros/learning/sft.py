@@ -82,6 +82,8 @@ class SFTConfig:
     pause_emphasis: float = 0.0  # windows in the first 1.5 s of a pause drawn 1 + this as often (WeightedWindows)
     head_step_weight: float = 1.0  # weight of the head channels' step tokens in the likelihood (SFTObjective)
     ema_decay: float = 0.0  # > 0: export the exponential moving average of the weights (WeightAverage)
+    rollouts: str = ""  # a `face-expr rollout` file of the training split: the policy's own histories
+    rollout_share: float = 0.5  # share of the shown histories taken from the rollouts (with --rollouts)
     stride: int = 4
     text: str = "minilm"  # "minilm" or "none"
     text_encoder_dir: str = str(default_encoder_dir())
@@ -261,7 +263,8 @@ class WeightAverage:
 
 def make_batch(raw: dict[str, Tensor], tok: ActionTokenizer, texts: Tensor, offsets: Tensor, personas: Tensor,
                device: torch.device, history_dropout: float = 0.0,
-               generator: torch.Generator | None = None, history_gain_noise: float = 0.0) -> dict[str, Tensor]:
+               generator: torch.Generator | None = None, history_gain_noise: float = 0.0,
+               rollout_share: float = 0.0) -> dict[str, Tensor]:
     """Dataset windows -> network inputs + target tokens.
 
     ``personas`` (conversations, P) holds each conversation's listener persona (``persona.py``).
@@ -279,13 +282,22 @@ def make_batch(raw: dict[str, Tensor], tok: ActionTokenizer, texts: Tensor, offs
     Perturbed histories with unperturbed targets teach it to take the amplitude from the context
     and pull back towards it: noise injection into the demonstrations' state, as in DART
     (Laskey et al., CoRL 2017), applied to the part of the state the policy produces itself.
+
+    ``rollout_share``: of the windows whose history is shown, this share shows the policy's own
+    history over the same frames (``raw["rollout_past"]``, ``rollouts.py``) instead of the
+    recorded one, with the recorded continuation as the target (DAgger-style; see ``rollouts.py``).
     """
     base, deltas = tok.encode_chunk(raw["target"].numpy())
     batch = {k: raw[k] for k in ("speaker", "face_present", "audio", "silence", "listener_past")}
+    if rollout_share > 0:
+        if "rollout_past" not in raw:
+            raise ValueError("rollout_share > 0 needs windows with 'rollout_past' (WindowDataset.attach_rollouts)")
+        own = torch.rand(len(raw["listener_past"]), generator=generator) < rollout_share
+        batch["listener_past"] = torch.where(own[:, None, None], raw["rollout_past"], raw["listener_past"])
     if history_dropout > 0:
         hide = torch.rand(len(raw["listener_past"]), generator=generator) < history_dropout
         batch["listener_past"] = torch.where(hide[:, None, None], torch.zeros_like(raw["listener_past"]),
-                                             raw["listener_past"])
+                                             batch["listener_past"])
     if history_gain_noise > 0:
         gain = torch.exp(history_gain_noise * torch.randn(len(raw["listener_past"]), ex.DIM, generator=generator))
         gain = gain[:, _YOKED_GAIN_INDEX]
@@ -392,6 +404,10 @@ def _train(cfg: SFTConfig) -> Path:
     arch = PolicyConfig(**{**arch.to_dict(), "audio_dim": audio.shape[1]})
     texts, offsets = text_table(train_ds, cfg.text, cfg.text_encoder_dir, out / "text_cache_train.npz", data_hash,
                                 is_main)
+    if cfg.rollouts:
+        from face_expr_ros.learning.rollouts import load_rollouts
+
+        train_ds.attach_rollouts(load_rollouts(cfg.rollouts, train_ds.conversations))
     if val_ds is not None:
         val_texts, val_offsets = text_table(val_ds, cfg.text, cfg.text_encoder_dir, out / "text_cache_val.npz",
                                             data_hash, is_main)
@@ -493,7 +509,7 @@ def _train(cfg: SFTConfig) -> Path:
         for group in optim.param_groups:
             group["lr"] = lr
         batch = make_batch(next(stream), tok, texts, offsets, personas, device, cfg.history_dropout, dropout_rng,
-                           cfg.history_gain_noise)
+                           cfg.history_gain_noise, cfg.rollout_share if cfg.rollouts else 0.0)
         loss, nll, smooth = model(batch)
         optim.zero_grad(set_to_none=True)
         loss.backward()
@@ -538,7 +554,7 @@ def _train(cfg: SFTConfig) -> Path:
 _INT_OPTIONS = ("steps", "batch_size", "warmup", "log_every", "eval_every", "save_every", "eval_batches", "seed",
                 "stride")
 _FLOAT_OPTIONS = ("lr", "min_lr", "weight_decay", "grad_clip", "smooth_weight", "motion_weight", "history_dropout",
-                  "history_gain_noise", "pause_emphasis", "head_step_weight", "ema_decay")
+                  "history_gain_noise", "pause_emphasis", "head_step_weight", "ema_decay", "rollout_share")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -556,6 +572,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="transcript embeddings: MiniLM, or none (tiny tests)")
     p.add_argument("--text-encoder-dir", default=defaults.text_encoder_dir,
                    help="where the ONNX MiniLM lives (exported there on first use)")
+    p.add_argument("--rollouts", default=defaults.rollouts,
+                   help="a `face-expr rollout` file of the training split: show the policy's own history in "
+                        "--rollout-share of the windows whose history is shown (default: none)")
     p.add_argument("--arch", default="{}", help='PolicyConfig overrides as JSON, e.g. \'{"d_model": 64}\'')
     p.add_argument("--no-resume", action="store_true", help="start afresh even if a checkpoint exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -563,7 +582,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(a: argparse.Namespace) -> SFTConfig:
-    names = ("data", "out", "text", "text_encoder_dir", *_INT_OPTIONS, *_FLOAT_OPTIONS)
+    names = ("data", "out", "text", "text_encoder_dir", "rollouts", *_INT_OPTIONS, *_FLOAT_OPTIONS)
     return SFTConfig(**{n: getattr(a, n) for n in names}, resume=not a.no_resume, progress=not a.no_progress,
                      export_onnx=not a.no_onnx, arch=json.loads(a.arch))
 

@@ -1,0 +1,105 @@
+"""The policy's own listener tracks over recorded conversations, to train the next policy on.
+
+Behaviour cloning trains on histories the network never produces itself: at run time the
+``listener_past`` input is the policy's own output, which is quieter and differently timed than
+any recorded listener. Trained on recorded histories, the network reads its own quiet past as
+"this listener is quiet" and stays quiet: its errors compound (Ross, Gordon & Bagnell,
+AISTATS 2011, the argument for DAgger). DAgger's cure is to visit the states the learner
+reaches and label them with the expert's action. Here the expert (the recorded listener) cannot
+be queried again, but its actions do not depend on what our policy did, so the recorded
+continuation is a fair label for any history: a window whose history comes from a rollout and
+whose target is the recording teaches "whatever you have been doing, do what this person does
+next" (the same pairing as data-as-demonstrator, Venkatraman, Hebert & Bagnell, AAAI 2015, and
+scheduled sampling, Bengio et al., NeurIPS 2015).
+
+A rollout plays one conversation closed loop, frame by frame through the streaming runtime, as
+that conversation's own listener (its persona, ``persona.py``), with the runtime's sampling
+settings. The file is an ``.npz`` with one (frames, 55) array per conversation id and a JSON
+``meta`` entry naming the policy and the data it came from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from face_expr_ros import expression as ex
+from face_expr_ros.learning.shards import Conversation, iter_conversations, read_manifest
+
+F32 = NDArray[np.float32]
+META = "meta"
+
+
+class RolloutError(ValueError):
+    """A rollout file that cannot serve the conversations it is asked for."""
+
+
+def collect_rollouts(model_dir: str | Path, data: str | Path, split: str = "train", seed: int = 0,
+                     backend: str = "onnxruntime", progress: bool = True) -> tuple[dict[str, F32], dict[str, object]]:
+    """Play every conversation of ``split`` (those with a listener) through the policy in
+    ``model_dir`` as its own recorded listener; returns the tracks by conversation id and the
+    metadata to store beside them."""
+    from face_expr_ros.eval.evaluate import TranscriptEmbedder, run_policy
+    from face_expr_ros.perception.text_encoder import TextEncoder, default_encoder_dir
+    from face_expr_ros.policy.runtime import Policy
+
+    policy = Policy.load(model_dir, backend, threads=1)
+    text_mode = json.loads((Path(model_dir) / "config.json").read_text()).get("text", "none")
+    embedder = TranscriptEmbedder(TextEncoder.ensure(default_encoder_dir()) if text_mode == "minilm" else None)
+    conversations = [c for c in iter_conversations(data, split) if c.metadata.get("has_listener", True)]
+    if not conversations:
+        raise RolloutError(f"{data}: no conversations with a listener in split {split!r}")
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(conversations), desc=f"rollouts ({split})", unit="conv")
+    tracks: dict[str, F32] = {}
+    for k, conv in enumerate(conversations):
+        persona = policy.persona_space.embed(conv.arrays["listener_expression"], conv.arrays["speaker_expression"])
+        tracks[conv.conversation_id] = run_policy(policy, conv, embedder.rows(conv), seed + k, policy.temperature,
+                                                  persona=persona)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    meta = {"model": str(model_dir), "data": str(data), "data_hash": read_manifest(data).data_hash(),
+            "split": split, "seed": seed, "backend": backend, "temperature": policy.temperature,
+            "token_temperature": policy.token_temperature}
+    return tracks, meta
+
+
+def save_rollouts(path: str | Path, tracks: dict[str, F32], meta: dict[str, object]) -> None:
+    if META in tracks:
+        raise RolloutError(f"a conversation may not be called {META!r}")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **tracks, **{META: np.array(json.dumps(meta))})
+
+
+def load_rollouts(path: str | Path, conversations: Sequence[Conversation]) -> list[F32]:
+    """The rollout track of each of ``conversations``, in order; every one must be present, as long
+    as its conversation, (frames, 55) and finite."""
+    path = Path(path)
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise RolloutError(f"{path}: not a readable rollout file ({err})") from None
+    with npz:
+        if META not in npz.files:
+            raise RolloutError(f"{path}: no '{META}' entry; write it with `face-expr rollout`")
+        out = []
+        for conv in conversations:
+            cid = conv.conversation_id
+            if cid not in npz.files:
+                raise RolloutError(f"{path}: no track for conversation {cid}; the file was made from other data "
+                                   f"({json.loads(str(npz[META]))['data']})")
+            track = npz[cid]
+            if track.shape != (conv.n_frames, ex.DIM) or not np.isfinite(track).all():
+                raise RolloutError(f"{path}: track {cid} has shape {track.shape} or non-finite values; expected "
+                                   f"({conv.n_frames}, {ex.DIM}), finite")
+            out.append(track.astype(np.float32))
+    return out

@@ -88,6 +88,8 @@ def test_collect_rollouts_plays_each_conversation_as_its_listener(tiny_data, tin
     loaded = load_rollouts(path, conversations)
     assert all(np.array_equal(a, tracks[c.conversation_id]) for a, c in zip(loaded, conversations))
 
+    with pytest.raises(ValueError, match="--rollout-share must be in"):
+        train(_cfg(tiny_data, tmp_path / "bad", steps=1, export_onnx=False, rollouts=str(path), rollout_share=1.5))
     # SFT on them: the option reaches the windows and the run's record.
     run = train(_cfg(tiny_data, tmp_path / "run2", steps=10, export_onnx=False, rollouts=str(path),
                      rollout_share=0.5))

@@ -10,7 +10,13 @@ from test_sft import _cfg, write_tiny_dataset
 from face_expr_ros import expression as ex
 from face_expr_ros.learning import shards
 from face_expr_ros.learning.dataset import WindowDataset
-from face_expr_ros.learning.rollouts import RolloutError, collect_rollouts, load_rollouts, save_rollouts
+from face_expr_ros.learning.rollouts import (
+    RolloutError,
+    collect_rollouts,
+    load_rollouts,
+    save_rollouts,
+    shard_fingerprints,
+)
 from face_expr_ros.learning.sft import make_batch, parse_args, train
 from face_expr_ros.policy.model_dir import load_policy
 from face_expr_ros.policy.tokenizer import ActionTokenizer
@@ -85,8 +91,15 @@ def test_collect_rollouts_plays_each_conversation_as_its_listener(tiny_data, tin
 
     path = tmp_path / "rollouts.npz"
     save_rollouts(path, tracks, meta)
-    loaded = load_rollouts(path, conversations)
+    fingerprints = shard_fingerprints(shards.read_manifest(tiny_data), "train")
+    assert meta["shards"] == fingerprints
+    loaded = load_rollouts(path, conversations, fingerprints)
     assert all(np.array_equal(a, tracks[c.conversation_id]) for a, c in zip(loaded, conversations))
+    # The same ids and lengths in other data (another seed): refused, naming the conversation.
+    other = {c["id"]: c["sha256"][:16] for c in shards.read_manifest(
+        write_tiny_dataset(tmp_path / "other", seed=1)).entries("train")}
+    with pytest.raises(RolloutError, match=rf"track {conversations[0].conversation_id} was played on another version"):
+        load_rollouts(path, conversations, other)
 
     with pytest.raises(ValueError, match="--rollout-share must be in"):
         train(_cfg(tiny_data, tmp_path / "bad", steps=1, export_onnx=False, rollouts=str(path), rollout_share=1.5))

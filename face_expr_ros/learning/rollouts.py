@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from face_expr_ros import expression as ex
-from face_expr_ros.learning.shards import Conversation, iter_conversations, read_manifest
+from face_expr_ros.learning.shards import Conversation, Manifest, iter_conversations, read_manifest
 
 F32 = NDArray[np.float32]
 META = "meta"
@@ -67,10 +67,17 @@ def collect_rollouts(model_dir: str | Path, data: str | Path, split: str = "trai
             bar.update(1)
     if bar is not None:
         bar.close()
-    meta = {"model": str(model_dir), "data": str(data), "data_hash": read_manifest(data).data_hash(),
+    manifest = read_manifest(data)
+    meta = {"model": str(model_dir), "data": str(data), "data_hash": manifest.data_hash(),
+            "shards": shard_fingerprints(manifest, split),
             "split": split, "seed": seed, "backend": backend, "temperature": policy.temperature,
             "token_temperature": policy.token_temperature}
     return tracks, meta
+
+
+def shard_fingerprints(manifest: Manifest, split: str) -> dict[str, str]:
+    """Conversation id -> the content fingerprint of its shard (``Manifest.fingerprints``)."""
+    return {c["id"]: c["sha256"][:16] for c in manifest.entries(split)}
 
 
 def save_rollouts(path: str | Path, tracks: dict[str, F32], meta: dict[str, object]) -> None:
@@ -80,9 +87,11 @@ def save_rollouts(path: str | Path, tracks: dict[str, F32], meta: dict[str, obje
     np.savez_compressed(path, **tracks, **{META: np.array(json.dumps(meta))})
 
 
-def load_rollouts(path: str | Path, conversations: Sequence[Conversation]) -> list[F32]:
+def load_rollouts(path: str | Path, conversations: Sequence[Conversation],
+                  fingerprints: dict[str, str] | None = None) -> list[F32]:
     """The rollout track of each of ``conversations``, in order; every one must be present, as long
-    as its conversation, (frames, 55) and finite."""
+    as its conversation, (frames, 55) and finite, and, given the conversations' shard
+    ``fingerprints``, played on the same content (a file from other data that reuses the ids)."""
     path = Path(path)
     try:
         npz = np.load(path, allow_pickle=False)
@@ -91,9 +100,13 @@ def load_rollouts(path: str | Path, conversations: Sequence[Conversation]) -> li
     with npz:
         if META not in npz.files:
             raise RolloutError(f"{path}: no '{META}' entry; write it with `face-expr rollout`")
+        played = json.loads(str(npz[META])).get("shards", {})
         out = []
         for conv in conversations:
             cid = conv.conversation_id
+            if fingerprints is not None and cid in played and played[cid] != fingerprints.get(cid):
+                raise RolloutError(f"{path}: track {cid} was played on another version of that conversation "
+                                   f"(shard {played[cid]}, here {fingerprints.get(cid)})")
             if cid not in npz.files:
                 raise RolloutError(f"{path}: no track for conversation {cid}; the file was made from other data "
                                    f"({json.loads(str(npz[META]))['data']})")

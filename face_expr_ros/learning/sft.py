@@ -405,11 +405,12 @@ def _train(cfg: SFTConfig) -> Path:
     texts, offsets = text_table(train_ds, cfg.text, cfg.text_encoder_dir, out / "text_cache_train.npz", data_hash,
                                 is_main)
     if cfg.rollouts:
-        from face_expr_ros.learning.rollouts import load_rollouts
+        from face_expr_ros.learning.rollouts import load_rollouts, shard_fingerprints
 
         if not 0.0 <= cfg.rollout_share <= 1.0:
             raise ValueError(f"--rollout-share must be in [0, 1], got {cfg.rollout_share}")
-        train_ds.attach_rollouts(load_rollouts(cfg.rollouts, train_ds.conversations))
+        train_ds.attach_rollouts(load_rollouts(cfg.rollouts, train_ds.conversations,
+                                               shard_fingerprints(manifest, "train")))
     if val_ds is not None:
         val_texts, val_offsets = text_table(val_ds, cfg.text, cfg.text_encoder_dir, out / "text_cache_val.npz",
                                             data_hash, is_main)

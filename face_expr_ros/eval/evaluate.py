@@ -292,14 +292,16 @@ def _load_policy_into_state(cfg: EvalConfig, threads: int) -> None:
     _STATE["embedder"] = TranscriptEmbedder(encoder)
 
 
+def trained_text_mode(policy_dir: str | Path) -> str:
+    """The text mode a policy was trained with (``config.json["text"]``; none if not recorded)."""
+    return str(json.loads((Path(policy_dir) / "config.json").read_text()).get("text", "none"))
+
+
 def text_mode(cfg: EvalConfig) -> str:
     """``minilm`` or ``none``: ``auto`` reads what the policy was trained with (``config.json["text"]``)."""
     if cfg.policy is None:
         return "none"
-    mode = cfg.text
-    if mode == "auto":
-        meta = json.loads((Path(cfg.policy) / "config.json").read_text())
-        mode = str(meta.get("text", "none"))
+    mode = trained_text_mode(cfg.policy) if cfg.text == "auto" else cfg.text
     if mode not in ("minilm", "none"):
         raise ValueError(f"text mode must be auto, minilm or none, got {mode!r}")
     return mode

@@ -43,30 +43,23 @@ def collect_rollouts(model_dir: str | Path, data: str | Path, split: str = "trai
     """Play every conversation of ``split`` (those with a listener) through the policy in
     ``model_dir`` as its own recorded listener; returns the tracks by conversation id and the
     metadata to store beside them."""
-    from face_expr_ros.eval.evaluate import TranscriptEmbedder, run_policy
+    from tqdm import tqdm
+
+    from face_expr_ros.eval.evaluate import TranscriptEmbedder, run_policy, trained_text_mode
     from face_expr_ros.perception.text_encoder import TextEncoder, default_encoder_dir
     from face_expr_ros.policy.runtime import Policy
 
     policy = Policy.load(model_dir, backend, threads=1)
-    text_mode = json.loads((Path(model_dir) / "config.json").read_text()).get("text", "none")
-    embedder = TranscriptEmbedder(TextEncoder.ensure(default_encoder_dir()) if text_mode == "minilm" else None)
+    minilm = trained_text_mode(model_dir) == "minilm"
+    embedder = TranscriptEmbedder(TextEncoder.ensure(default_encoder_dir()) if minilm else None)
     conversations = [c for c in iter_conversations(data, split) if c.metadata.get("has_listener", True)]
     if not conversations:
         raise RolloutError(f"{data}: no conversations with a listener in split {split!r}")
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(conversations), desc=f"rollouts ({split})", unit="conv")
     tracks: dict[str, F32] = {}
-    for k, conv in enumerate(conversations):
+    for k, conv in enumerate(tqdm(conversations, desc=f"rollouts ({split})", unit="conv", disable=not progress)):
         persona = policy.persona_space.embed(conv.arrays["listener_expression"], conv.arrays["speaker_expression"])
         tracks[conv.conversation_id] = run_policy(policy, conv, embedder.rows(conv), seed + k, policy.temperature,
                                                   persona=persona)
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
     manifest = read_manifest(data)
     meta = {"model": str(model_dir), "data": str(data), "data_hash": manifest.data_hash(),
             "shards": shard_fingerprints(manifest, split),

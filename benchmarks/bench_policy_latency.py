@@ -7,7 +7,7 @@ Usage::
 The headline number re-plans on *every* step (``replan_every=1``: encode + head + numpy
 sampling + chunk decoding + blending + output smoothing each frame), the worst case of the 30 Hz
 loop; the default schedule (``runtime.DEFAULT_REPLAN_EVERY``) is reported beside it. Sampling
-uses the runtime's defaults. Without ``--model-dir`` an untrained
+uses the runtime's defaults, the model directory's output calibration included. Without ``--model-dir`` an untrained
 network of the default size with spread logits (``policy.fixtures``) is used: the latency of the
 graph does not depend on the weights, only top-p sorting does a little (peaked distributions are
 cheaper). Targets: ONNX Runtime median <= 2 ms and p99 <= 4 ms. Results go to a table on stdout
@@ -117,6 +117,9 @@ def main() -> None:
         "sample code+tokens incl. head": time_call(lambda: policy.sample(h, c)),
         "decode chunk": time_call(lambda: bundle.tokenizer.decode_chunk(sample.base[0], sample.deltas[0])),
     }
+    if bundle.calibration is not None:
+        frame = policy.step(obs[64])
+        parts["output calibration (every frame)"] = time_call(lambda: bundle.calibration.apply(frame))
     flops = flops_per_plan(cfg)
     n_params = count_parameters(bundle.net)
 

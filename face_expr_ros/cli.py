@@ -9,7 +9,7 @@ import sys
 from face_expr_ros import __version__
 
 # Subcommand modules under face_expr_ros.commands, in the order --help lists them.
-SUBCOMMANDS: tuple[str, ...] = ("doctor", "demo", "track", "render", "data", "train", "rollout", "eval",
+SUBCOMMANDS: tuple[str, ...] = ("doctor", "demo", "track", "render", "data", "train", "rollout", "calibrate", "eval",
                                    "bringup")
 
 

@@ -169,6 +169,10 @@ class PolicySettings(NodeSettings):
     persona_spread: float = param(
         0.75, "How far a drawn persona sits from the average listener: 1 as recorded, 0 the average "
         "(docs/policy.md, 'Persona spread').", low=0.0, high=2.0)
+    output_calibration: bool = param(
+        True, "Apply the policy directory's output calibration (if it has one), which gives the published frames "
+        "the recorded listeners' spread; false publishes the network's raw frames (docs/policy.md, 'Output "
+        "calibration').")
     speaker_topic: str = param("/face_expr/speaker_expression", "Speaker expression in.")
     words_topic: str = param("/face_expr/words", "Recognised words with times in.")
     features_topic: str = param("/face_expr/audio_features", "Audio features in.")

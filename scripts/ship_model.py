@@ -19,6 +19,7 @@ from face_expr_ros.policy.model_dir import load_policy
 COMMANDS = [
     "face-expr data synth data/synth -n 360 --seed 0",
     "OMP_NUM_THREADS=1 face-expr train --data data/synth --out runs/sft --steps 3000 --seed 0 --head-step-weight 3",
+    "OMP_NUM_THREADS=1 face-expr calibrate --model runs/sft/policy --data data/synth",
     "face-expr eval --data data/synth --split test --policy runs/sft/policy --out runs/eval",
     "python scripts/ship_model.py runs/sft/policy runs/eval",
 ]

@@ -66,6 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         f"average (default {DEFAULT_PERSONA_SPREAD})")
     parser.add_argument("--top-p", type=float, default=DEFAULT_TOP_P,
                         help=f"nucleus top-p for sampled runs (default {DEFAULT_TOP_P})")
+    parser.add_argument("--no-calibration", action="store_true",
+                        help="play the network's raw frames, without the policy directory's output calibration "
+                        "(docs/policy.md, 'Output calibration')")
     parser.add_argument("--text", choices=("auto", "minilm", "none"), default="auto",
                         help="transcript embedding: auto = what the policy was trained with (default)")
     parser.add_argument("--text-encoder-dir", type=Path, default=None,
@@ -103,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         eyelid_temperature=args.eyelid_temperature, gaze_temperature=args.gaze_temperature,
         code_persistence=args.code_persistence,
         level_noise_tau_s=args.level_noise_tau, persona=parse_choice(args.persona),
-        persona_spread=args.persona_spread, text=args.text,
+        persona_spread=args.persona_spread, calibrate=not args.no_calibration, text=args.text,
         text_encoder_dir=args.text_encoder_dir, baselines=names, seed=args.seed, workers=args.workers,
         allow_seen=args.allow_seen, progress=not args.no_progress,
     )

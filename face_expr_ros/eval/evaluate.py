@@ -50,6 +50,7 @@ from face_expr_ros.eval.baselines import (
 )
 from face_expr_ros.learning.features import audio_frame_features
 from face_expr_ros.learning.shards import Conversation, iter_conversations, read_manifest
+from face_expr_ros.policy.calibration import CALIBRATION_FILE, OutputCalibration
 from face_expr_ros.policy.persona import DEFAULT_PERSONA_SPREAD
 from face_expr_ros.policy.sampling import (
     DEFAULT_CODE_PERSISTENCE,
@@ -118,6 +119,7 @@ class EvalConfig:
     level_noise_tau_s: float = DEFAULT_LEVEL_NOISE_TAU_S
     persona: str | int = "sample"  # of the sampled runs (runtime.Policy); greedy runs are the mean persona
     persona_spread: float = DEFAULT_PERSONA_SPREAD
+    calibrate: bool = True  # apply the policy directory's output calibration, if it has one
     text: str = "auto"  # auto (what the policy was trained with) | minilm | none
     text_encoder_dir: Path | None = None  # None: the user cache (text_encoder.default_encoder_dir)
     baselines: tuple[str, ...] = BASELINE_NAMES
@@ -209,7 +211,8 @@ def _finite_mean(values: Sequence[float]) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
-def _int_seed(*parts: int | str) -> int:
+def int_seed(*parts: int | str) -> int:
+    """An integer seed that depends only on ``parts`` (a run's seed, by conversation and sample)."""
     return int(np.random.SeedSequence(stable_seed(*parts)).generate_state(1)[0])
 
 
@@ -282,7 +285,7 @@ def _load_policy_into_state(cfg: EvalConfig, threads: int) -> None:
                                    eyelid_temperature=cfg.eyelid_temperature,
                                    gaze_temperature=cfg.gaze_temperature,
                                    code_persistence=cfg.code_persistence,
-                                   level_noise_tau_s=cfg.level_noise_tau_s)
+                                   level_noise_tau_s=cfg.level_noise_tau_s, calibrate=cfg.calibrate)
     mode = text_mode(cfg)
     encoder = None
     if mode == "minilm":
@@ -323,7 +326,8 @@ def seen_in_training(cfg: EvalConfig, conversation_ids: Sequence[str]) -> dict[s
     """Which of the evaluated conversations a method was fitted on, by the shards' fingerprints.
 
     ``"policy"``: those in the policy's ``config.json["trained_on"]`` (whatever folder and split
-    they were trained from; a model saved before the field existed is not checked);
+    they were trained from; a model saved before the field existed is not checked) and, when it
+    is applied, in its output calibration's ``fitted_on``;
     ``"baselines"``: those in the train split of ``cfg.data``, which random-from-train and
     nearest-neighbour retrieval replay. Scores on such conversations measure memory, not
     generalisation: nearest-neighbour retrieval finds the recorded listener itself.
@@ -334,6 +338,9 @@ def seen_in_training(cfg: EvalConfig, conversation_ids: Sequence[str]) -> dict[s
     if cfg.policy is not None:
         meta = json.loads((Path(cfg.policy) / "config.json").read_text())
         trained_on = set(meta.get("trained_on", []))
+        calibration = Path(cfg.policy) / CALIBRATION_FILE
+        if cfg.calibrate and calibration.is_file():
+            trained_on |= set(OutputCalibration.load(calibration).meta.get("fitted_on", []))
         seen["policy"] = [i for i in conversation_ids if fingerprint[i] in trained_on]
     if any(n in ("random-train", "nn-retrieval") for n in cfg.baselines):
         train = set(manifest.fingerprints("train"))
@@ -426,9 +433,9 @@ def method_tracks(index: int) -> tuple[Conversation, dict[str, tuple[list[F32], 
     if policy is not None:
         rows = _STATE["embedder"].rows(conv)
         if cfg.greedy:
-            outputs[GREEDY] = ([run_policy(policy, conv, rows, _int_seed(cfg.seed, conv.conversation_id, "greedy"),
+            outputs[GREEDY] = ([run_policy(policy, conv, rows, int_seed(cfg.seed, conv.conversation_id, "greedy"),
                                            0.0, persona="mean")], True)
-        seeds = [_int_seed(cfg.seed, conv.conversation_id, "policy", k) for k in range(cfg.samples)]
+        seeds = [int_seed(cfg.seed, conv.conversation_id, "policy", k) for k in range(cfg.samples)]
         outputs[SAMPLED] = ([run_policy(policy, conv, rows, seed, cfg.temperature, cfg.token_temperature, cfg.persona)
                              for seed in seeds], False)
         if cfg.greedy and cfg.persona == "sample":
@@ -554,7 +561,7 @@ def results_markdown(result: EvalResult) -> str:
              f"policy `{result.config['policy']}`, {result.config['samples']} sample(s) per context at "
              f"temperature {result.config['temperature']} as persona "
              f"`{result.config.get('persona', 'sample')}` (spread {result.config.get('persona_spread', 1.0)}; "
-             f"greedy: `mean`), "
+             f"greedy: `mean`), output calibration {'on' if result.config.get('output_calibration') else 'off'}, "
              f"rater panel seed {result.config['panel_seed']} "
              f"({result.config['n_raters']} raters).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -643,6 +650,8 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     rows, per_conv = aggregate(parts, panel)
     config = {k: _jsonable(v) for k, v in asdict(cfg).items()}
     config["text_mode"] = mode
+    config["output_calibration"] = bool(cfg.policy is not None and cfg.calibrate
+                                        and (Path(cfg.policy) / CALIBRATION_FILE).is_file())
     config["conversations"] = [p.conversation_id for p in parts]
     config["seen_in_training"] = seen
     config["appropriate"] = {"good_styles": list(GOOD_STYLES), "regenerated_styles": list(APPROPRIATE_STYLES)}

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -38,6 +39,24 @@ class RolloutError(ValueError):
     """A rollout file that cannot serve the conversations it is asked for."""
 
 
+def open_playback(model_dir: str | Path, data: str | Path, split: str, backend: str = "onnxruntime",
+                  **policy_kwargs: float | str) -> tuple[Any, Any, list[Conversation]]:
+    """What playing a split closed loop needs: the policy in ``model_dir`` (one thread,
+    *uncalibrated*: the frames its network reads back, ``runtime.Policy.step``), the transcript
+    embedder it was trained with, and the split's conversations that have a listener."""
+    from face_expr_ros.eval.evaluate import TranscriptEmbedder, trained_text_mode
+    from face_expr_ros.perception.text_encoder import TextEncoder, default_encoder_dir
+    from face_expr_ros.policy.runtime import Policy
+
+    policy = Policy.load(model_dir, backend, threads=1, calibrate=False, **policy_kwargs)
+    minilm = trained_text_mode(model_dir) == "minilm"
+    embedder = TranscriptEmbedder(TextEncoder.ensure(default_encoder_dir()) if minilm else None)
+    conversations = [c for c in iter_conversations(data, split) if c.metadata.get("has_listener", True)]
+    if not conversations:
+        raise RolloutError(f"{data}: no conversations with a listener in split {split!r}")
+    return policy, embedder, conversations
+
+
 def collect_rollouts(model_dir: str | Path, data: str | Path, split: str = "train", seed: int = 0,
                      backend: str = "onnxruntime", progress: bool = True) -> tuple[dict[str, F32], dict[str, object]]:
     """Play every conversation of ``split`` (those with a listener) through the policy in
@@ -45,16 +64,9 @@ def collect_rollouts(model_dir: str | Path, data: str | Path, split: str = "trai
     metadata to store beside them."""
     from tqdm import tqdm
 
-    from face_expr_ros.eval.evaluate import TranscriptEmbedder, run_policy, trained_text_mode
-    from face_expr_ros.perception.text_encoder import TextEncoder, default_encoder_dir
-    from face_expr_ros.policy.runtime import Policy
+    from face_expr_ros.eval.evaluate import run_policy
 
-    policy = Policy.load(model_dir, backend, threads=1)
-    minilm = trained_text_mode(model_dir) == "minilm"
-    embedder = TranscriptEmbedder(TextEncoder.ensure(default_encoder_dir()) if minilm else None)
-    conversations = [c for c in iter_conversations(data, split) if c.metadata.get("has_listener", True)]
-    if not conversations:
-        raise RolloutError(f"{data}: no conversations with a listener in split {split!r}")
+    policy, embedder, conversations = open_playback(model_dir, data, split, backend)
     tracks: dict[str, F32] = {}
     for k, conv in enumerate(tqdm(conversations, desc=f"rollouts ({split})", unit="conv", disable=not progress)):
         persona = policy.persona_space.embed(conv.arrays["listener_expression"], conv.arrays["speaker_expression"])

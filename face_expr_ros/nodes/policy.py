@@ -124,7 +124,8 @@ class PolicyNode(Node):
                                       code_persistence=s.code_persistence,
                                       level_noise_tau_s=s.level_noise_tau_s, replan_every=s.replan_every,
                                       smoothing_s=s.smoothing_s, seed=seed,
-                                      persona=parse_choice(s.persona), persona_spread=s.persona_spread)
+                                      persona=parse_choice(s.persona), persona_spread=s.persona_spread,
+                                      calibrate=s.output_calibration)
         except (PolicyFileError, FileNotFoundError, ValueError, ImportError) as err:
             raise config.ConfigError(f"node policy: cannot load the policy from {model_dir!r}: {err}") from None
         self.text_encoder = TextEncoder.ensure(default_encoder_dir())
@@ -158,7 +159,8 @@ class PolicyNode(Node):
         self.diagnostics = base.Diagnostics(self, s.diagnostics_period_s, self.update_diagnostics)
         mode = "waits for its inputs (exact replays)" if s.wait_for_inputs else "steps on tracked frames"
         self.get_logger().info(f"policy from {model_dir} on {self.policy.backend.name}, {FPS:g} Hz grid, {mode}, "
-                               f"max wait {s.max_wait_s:g} s, temperature {s.temperature}, seed {seed}")
+                               f"max wait {s.max_wait_s:g} s, temperature {s.temperature}, seed {seed}, "
+                               f"output calibration {'on' if self.policy.calibration is not None else 'off'}")
 
     # ------------------------------------------------------------------ inputs
     def on_speaker(self, msg: JointState) -> None:

@@ -9,6 +9,7 @@ Layout::
     persona.npz         the PersonaSpace (projection + the training listeners' personas)
     policy.onnx         encoder graph   (see export.py)
     policy_head.onnx    head graph
+    calibration.npz     optional: the output calibration (calibration.py, `face-expr calibrate`)
     manifest.json       sha256 of every file above except itself
 
 Loading checks, in order, and stops at the first problem with an error naming the file and the
@@ -30,6 +31,7 @@ import torch
 from numpy.typing import NDArray
 
 from face_expr_ros import expression as ex
+from face_expr_ros.policy.calibration import CALIBRATION_FILE, CalibrationError, OutputCalibration
 from face_expr_ros.policy.export import ENCODER_FILE, HEAD_FILE, OPSET, export_onnx, file_sha256
 from face_expr_ros.policy.network import INPUT_NAMES, ListenerPolicy, PolicyConfig
 from face_expr_ros.policy.persona import PersonaError, PersonaSpace
@@ -62,6 +64,7 @@ class PolicyBundle:
     persona: PersonaSpace
     path: Path
     meta: dict[str, Any] = field(default_factory=dict)  # config.json (provenance, data hash...)
+    calibration: OutputCalibration | None = None
 
 
 def check_tokenizer_matches(cfg: PolicyConfig, tok: ActionTokenizer, source: str = "tokenizer") -> None:
@@ -144,7 +147,7 @@ def load_policy(model_dir: str | Path, *, need_onnx: bool = True) -> PolicyBundl
     for name, digest in listed.items():
         path = root / name
         if not path.is_file():
-            if name in required:
+            if name in required or name == CALIBRATION_FILE:
                 raise PolicyFileError(f"policy directory {root}: missing file {name}")
             continue
         if file_sha256(path) != digest:
@@ -207,7 +210,27 @@ def load_policy(model_dir: str | Path, *, need_onnx: bool = True) -> PolicyBundl
         raise PolicyFileError(f"{weights_path}: unexpected tensor(s) {unexpected[:5]}")
     net.load_state_dict(tensors)
     net.eval()
-    return PolicyBundle(net, tok, cfg, persona, root, meta)
+    calibration = None
+    if CALIBRATION_FILE in listed:
+        try:
+            calibration = OutputCalibration.load(root / CALIBRATION_FILE)
+        except CalibrationError as err:
+            raise PolicyFileError(str(err)) from None
+    return PolicyBundle(net, tok, cfg, persona, root, meta, calibration)
+
+
+def add_calibration(model_dir: str | Path, calibration: OutputCalibration) -> Path:
+    """Write ``calibration`` into a policy directory and list it in the manifest (replacing any)."""
+    root = Path(model_dir)
+    manifest_path = root / MANIFEST_FILE
+    manifest = _read_json(manifest_path)
+    if not isinstance(manifest.get("files"), dict):
+        raise PolicyFileError(f"{manifest_path}: missing field 'files'")
+    path = root / CALIBRATION_FILE
+    calibration.save(path)
+    manifest["files"][CALIBRATION_FILE] = file_sha256(path)
+    manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return path
 
 
 def check_inputs(inputs: dict[str, NDArray[Any]], cfg: PolicyConfig) -> dict[str, NDArray[np.float32]]:

@@ -26,6 +26,10 @@ conversation: by default a training listener drawn with the policy's seed, so th
 conversations shows the mix of people in the data; ``persona="mean"`` is the average listener, an
 integer a fixed one, and ``set_persona`` takes any vector (the persona of a recording, or one a
 preference learner chose).
+
+A policy directory may hold an output calibration (``calibration.py``): an affine map, fitted on
+the training split, that gives the published frames the recorded listeners' spread. ``step``
+returns calibrated frames and keeps uncalibrated ones as the network's own history.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from numpy.typing import ArrayLike, NDArray
 from face_expr_ros import expression as ex
 from face_expr_ros.learning.features import ENERGY_OFFSET_DB, ENERGY_SCALE_DB, MAX_SILENCE_S, SilenceClock, voiced
 from face_expr_ros.policy.backends import Backend, select_backend
+from face_expr_ros.policy.calibration import OutputCalibration
 from face_expr_ros.policy.model_dir import PolicyBundle, PolicyInputError, check_inputs, load_policy
 from face_expr_ros.policy.network import PolicyConfig
 from face_expr_ros.policy.persona import DEFAULT_PERSONA_SPREAD, PersonaSpace
@@ -105,7 +110,7 @@ class Policy:
                  code_persistence: float = DEFAULT_CODE_PERSISTENCE,
                  level_noise_tau_s: float = DEFAULT_LEVEL_NOISE_TAU_S, seed: int = 0,
                  blend: str = "crossfade", ensemble_decay: float = 0.1,
-                 smoothing_s: float = DEFAULT_SMOOTHING_S) -> None:
+                 smoothing_s: float = DEFAULT_SMOOTHING_S, calibration: OutputCalibration | None = None) -> None:
         if not 1 <= replan_every <= config.horizon:
             raise ValueError(f"replan_every must be in 1..{config.horizon} (the chunk length), got {replan_every}")
         if blend not in ("ensemble", "crossfade"):
@@ -136,18 +141,22 @@ class Policy:
             raise ValueError(f"smoothing_s must be in [0, 2] seconds, got {smoothing_s}")
         self.blend, self.ensemble_decay, self.seed = blend, ensemble_decay, seed
         self.smoothing_s = smoothing_s
+        self.calibration = calibration
         self._filter_alpha = np.float32(math.exp(-1.0 / (smoothing_s * ex.FPS))) if smoothing_s > 0 else np.float32(0)
         self._silence_clock = SilenceClock(ex.FPS)
         self.reset(seed)
 
     @classmethod
     def load(cls, model_dir: str | Path, backend: str = "auto", *, threads: int = 2,
-             engines_dir: str | Path = "engines", fp16: bool = False, **kwargs: float | int | str) -> Policy:
-        """A policy from a checked model directory on ``backend`` (auto | torch | onnxruntime | tensorrt)."""
+             engines_dir: str | Path = "engines", fp16: bool = False, calibrate: bool = True,
+             **kwargs: float | int | str) -> Policy:
+        """A policy from a checked model directory on ``backend`` (auto | torch | onnxruntime | tensorrt);
+        with ``calibrate`` its output calibration is applied if the directory has one."""
         name = select_backend(backend)
         bundle = load_policy(model_dir, need_onnx=name != "torch")
         return cls(make_backend(bundle, name, threads=threads, engines_dir=engines_dir, fp16=fp16),
-                   bundle.config, bundle.tokenizer, bundle.persona, **kwargs)  # type: ignore[arg-type]
+                   bundle.config, bundle.tokenizer, bundle.persona,
+                   calibration=bundle.calibration if calibrate else None, **kwargs)  # type: ignore[arg-type]
 
     def reset(self, seed: int | None = None) -> None:
         """Forget the conversation (new partner) and choose the persona; optionally reseed the sampler."""
@@ -275,9 +284,9 @@ class Policy:
             self.plan()
         out = self._smooth(self._blend(t))
         self._past[:-1] = self._past[1:]
-        self._past[-1] = out
+        self._past[-1] = out  # uncalibrated: the closed loop the calibration was fitted on
         self.frame += 1
-        return out
+        return self.calibration.apply(out) if self.calibration is not None else out
 
     def _smooth(self, frame: F32) -> F32:
         """Critically damped low-pass (two one-pole stages) of every channel but the eyelids.

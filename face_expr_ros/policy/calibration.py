@@ -1,0 +1,162 @@
+"""Output calibration: an affine map that gives the policy's frames the recorded listeners' spread.
+
+A network trained by likelihood on many listeners averages them: its frames are narrower than
+recorded ones (the shipped policy's head moves with 64 % of the recorded standard deviation, the
+brows with 80 %) and their correlations are off. Statistical speech synthesis has the same
+over-smoothing and corrects it after generation with a variance post-filter (global variance,
+Toda & Tokuda, IEICE Trans. Inf. & Syst. E90-D(5), 2007). This module generalises that from
+per-channel variances to the whole covariance: the map
+
+    y = m_r + A (x - m_p),   A = C_p^{-1/2} (C_p^{1/2} C_r C_p^{1/2})^{1/2} C_p^{-1/2}
+
+is the optimal-transport (2-Wasserstein) map from the Gaussian N(m_p, C_p) of the policy's own
+frames to the Gaussian N(m_r, C_r) of the recorded listeners' (Knott & Smith, J. Optim. Theory
+Appl. 43, 1984; Dowson & Landau, J. Multivar. Anal. 12, 1982): of all linear maps that turn the
+first distribution into the second it moves frames the least. ``A`` is symmetric and positive
+semi-definite; its eigenvalues are the gains along its principal directions.
+
+Both Gaussians are fitted on the *training* split (``face-expr calibrate``): the policy played
+closed loop with the runtime's defaults over the training conversations, against those
+conversations' recorded listeners. Nothing is fitted on data that is evaluated.
+
+By default only the 52 blendshapes are mapped; the head pose passes unchanged (measured: a
+stretched head nods at the wrong times). Safety: gains are capped (``max_gain``, default 3) so
+that a direction the policy hardly moves is not blown up into noise, and every output is
+clamped to the expression space's limits.
+The runtime feeds the network its *uncalibrated* frames as history, so the closed loop that the
+map was fitted on is the closed loop that runs.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from face_expr_ros import expression as ex
+
+F32 = NDArray[np.float32]
+F64 = NDArray[np.float64]
+DEFAULT_MAX_GAIN = 3.0
+CALIBRATION_FILE = "calibration.npz"  # its name in a policy directory (model_dir.py)
+# The head is left out by default: stretched, its drift crosses the nod detector's threshold at
+# random times (docs/policy.md, "Output calibration").
+FACE_CHANNELS: tuple[int, ...] = tuple(range(ex.N_BLENDSHAPES))
+# Channels whose variance is below this (std 1e-4) count as static: no direction is built on them.
+STATIC_VARIANCE = 1e-8
+
+
+class CalibrationError(ValueError):
+    """A calibration that cannot be fitted or loaded; the text names the file or the field."""
+
+
+def _psd_sqrt(c: F64) -> tuple[F64, F64, F64]:
+    """Square root of a symmetric PSD matrix, with its eigenvalues (clipped at 0) and vectors."""
+    w, v = np.linalg.eigh((c + c.T) / 2.0)
+    w = np.clip(w, 0.0, None)
+    return (v * np.sqrt(w)) @ v.T, w, v
+
+
+def gaussian_transport(cov_from: ArrayLike, cov_to: ArrayLike, max_gain: float = DEFAULT_MAX_GAIN) -> F64:
+    """The matrix ``A`` of the optimal-transport map between centred Gaussians (module doc), with
+    its eigenvalues capped at ``max_gain``.
+
+    Directions in which ``cov_from`` does not vary (eigenvalue below :data:`STATIC_VARIANCE`)
+    cannot be stretched into anything: ``A`` is zero there, so frames keep the target mean along
+    them (the map sends a constant to a constant).
+    """
+    c_p, c_r = np.asarray(cov_from, np.float64), np.asarray(cov_to, np.float64)
+    if c_p.ndim != 2 or c_p.shape[0] != c_p.shape[1] or c_r.shape != c_p.shape:
+        raise CalibrationError(f"covariances must be square and of one shape, got {c_p.shape} and {c_r.shape}")
+    if not (np.isfinite(c_p).all() and np.isfinite(c_r).all()):
+        raise CalibrationError("covariances contain NaN or inf")
+    if not max_gain > 0:
+        raise CalibrationError(f"max_gain must be > 0, got {max_gain}")
+    root_p, w, v = _psd_sqrt(c_p)
+    moving = w > STATIC_VARIANCE
+    inv_root_p = (v[:, moving] / np.sqrt(w[moving])) @ v[:, moving].T
+    middle, _, _ = _psd_sqrt(root_p @ c_r @ root_p)
+    a = inv_root_p @ middle @ inv_root_p
+    gains, vectors = np.linalg.eigh((a + a.T) / 2.0)
+    return (vectors * np.clip(gains, 0.0, max_gain)) @ vectors.T
+
+
+@dataclass
+class OutputCalibration:
+    """``y = clamp(target_mean + matrix (x - source_mean))`` on (55,) expression frames."""
+
+    source_mean: F32
+    target_mean: F32
+    matrix: F32
+    meta: dict[str, Any] = field(default_factory=dict)  # how and on what it was fitted
+
+    def __post_init__(self) -> None:
+        d = ex.DIM
+        for name, value, shape in (("source_mean", self.source_mean, (d,)), ("target_mean", self.target_mean, (d,)),
+                                   ("matrix", self.matrix, (d, d))):
+            arr = np.asarray(value, np.float32)
+            if arr.shape != shape:
+                raise CalibrationError(f"calibration field {name!r} has shape {arr.shape}, expected {shape}")
+            if not np.isfinite(arr).all():
+                raise CalibrationError(f"calibration field {name!r} contains NaN or inf")
+            setattr(self, name, arr)
+        self._offset = (self.target_mean - self.matrix @ self.source_mean).astype(np.float32)
+
+    @classmethod
+    def fit(cls, mean_from: ArrayLike, cov_from: ArrayLike, mean_to: ArrayLike, cov_to: ArrayLike,
+            max_gain: float = DEFAULT_MAX_GAIN, channels: Sequence[int] = FACE_CHANNELS,
+            meta: dict[str, Any] | None = None) -> OutputCalibration:
+        """The capped transport map from the Gaussian (``mean_from``, ``cov_from``) of generated
+        frames to (``mean_to``, ``cov_to``) of recorded ones, on ``channels`` (the others pass
+        unchanged; by default the blendshapes, not the head)."""
+        chosen = np.zeros(ex.DIM, bool)
+        chosen[np.asarray(channels, int)] = True
+        if not chosen.any():
+            raise CalibrationError("no channels to calibrate")
+        block = np.ix_(chosen, chosen)
+        c_p, c_r = np.asarray(cov_from, np.float64), np.asarray(cov_to, np.float64)
+        matrix = np.eye(ex.DIM)
+        matrix[block] = gaussian_transport(c_p[block], c_r[block], max_gain)
+        source, target = np.asarray(mean_from, np.float64), np.asarray(mean_from, np.float64).copy()
+        target[chosen] = np.asarray(mean_to, np.float64)[chosen]
+        gains = np.clip(np.linalg.eigvalsh(matrix[block]), 0.0, None)
+        info = {"max_gain": max_gain, "largest_gain": float(gains.max()), "smallest_gain": float(gains.min()),
+                "channels": [ex.EXPRESSION_NAMES[i] for i in np.flatnonzero(chosen)], **(meta or {})}
+        return cls(source.astype(np.float32), target.astype(np.float32), matrix.astype(np.float32), info)
+
+    def apply(self, frames: ArrayLike) -> F32:
+        """Map (55,) or (T, 55) frames and clamp them to the expression space's limits."""
+        x = np.asarray(frames, np.float32)
+        if x.shape[-1] != ex.DIM:
+            raise CalibrationError(f"frames have {x.shape[-1]} channels, expected {ex.DIM}")
+        return ex.clamp(x @ self.matrix.T + self._offset)
+
+    def save(self, path: str | Path) -> None:
+        with open(path, "wb") as f:  # a file object: np.savez would append .npz to a bare name
+            np.savez(f, source_mean=self.source_mean, target_mean=self.target_mean, matrix=self.matrix,
+                     meta=np.array(json.dumps(self.meta, sort_keys=True)))
+
+    @classmethod
+    def load(cls, path: str | Path) -> OutputCalibration:
+        p = Path(path)
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                missing = [k for k in ("source_mean", "target_mean", "matrix", "meta") if k not in z.files]
+                if missing:
+                    raise CalibrationError(f"{p}: missing field(s) {missing}")
+                arrays = {k: z[k] for k in ("source_mean", "target_mean", "matrix")}
+                meta = json.loads(str(z["meta"]))
+        except CalibrationError:
+            raise
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise CalibrationError(f"{p}: not a readable calibration file ({err})") from None
+        try:
+            return cls(**arrays, meta=meta)
+        except CalibrationError as err:
+            raise CalibrationError(f"{p}: {err}") from None

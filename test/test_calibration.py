@@ -190,7 +190,18 @@ def test_face_expr_calibrate_fits_on_the_training_split_and_eval_refuses_it(tiny
     from face_expr_ros.eval.evaluate import EvalConfig, seen_in_training
 
     ids = manifest.ids("train")
-    assert seen_in_training(EvalConfig(tiny_data, "train", policy_dir, baselines=()), ids)["policy"] == ids
+    # The calibration's own record is checked, not just the network's: without `trained_on` the
+    # training conversations are still refused while the calibration is applied.
+    untrained = shutil.copytree(policy_dir, tmp_path / "no_trained_on")
+    config = json.loads((untrained / "config.json").read_text())
+    del config["trained_on"]
+    (untrained / "config.json").write_text(json.dumps(config))
+
+    def seen(calibrate: bool) -> list[str]:
+        cfg = EvalConfig(tiny_data, "train", untrained, baselines=(), calibrate=calibrate)
+        return seen_in_training(cfg, ids)["policy"]
+
+    assert seen(True) == ids and seen(False) == []
     assert cli.main(["calibrate", "--model", str(policy_dir), "--data", str(tiny_data), "--samples", "0"]) == 2
     assert "samples must be >= 1" in capsys.readouterr().out
     assert cli.main(["calibrate", "--model", str(tmp_path / "nowhere"), "--data", str(tiny_data)]) == 2

@@ -147,11 +147,14 @@ class PolicySettings(NodeSettings):
     token_temperature: float = param(0.7, "Sampling temperature of the tokens given the code (how exactly).",
                                      low=0.0, high=5.0)
     eyelid_temperature: float = param(
-        0.9, "Sampling temperature of the eyelid tokens (blinks are rare events: cooler, the face stops blinking).",
+        1.15, "Sampling temperature of the eyelid tokens (blinks are rare events: cooler, the face stops blinking).",
         low=0.0, high=5.0)
     gaze_temperature: float = param(
         1.0, "Sampling temperature of the gaze tokens (glances away are rare events: cooler, the eyes stare).",
         low=0.0, high=5.0)
+    head_temperature: float = param(
+        0.0, "Sampling temperature of the head tokens given the code; 0: the code alone decides when to nod "
+        "(random head tokens add pitch bumps that read as mistimed nods).", low=0.0, high=5.0)
     code_persistence: float = param(
         3.0, "Logit bonus for the previous plan's code: a behaviour in flight (a nod) goes on; 0 turns it off.",
         low=0.0, high=20.0)

@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from scipy.ndimage import uniform_filter1d
 from test_sft import _cfg, write_tiny_dataset
 
 from face_expr_ros import cli
@@ -17,10 +18,12 @@ from face_expr_ros.learning import shards
 from face_expr_ros.learning.sft import train
 from face_expr_ros.policy.calibration import (
     CALIBRATION_FILE,
+    EYELID_CHANNELS,
     FACE_CHANNELS,
     CalibrationError,
     OutputCalibration,
     gaussian_transport,
+    quantile_knots,
 )
 from face_expr_ros.policy.fixtures import make_policy
 from face_expr_ros.policy.model_dir import PolicyFileError, add_calibration, load_policy
@@ -90,15 +93,75 @@ def test_fitted_calibration_matches_the_target_gaussian_and_stays_inside_the_lim
         cal.apply(np.zeros(3))
 
 
-def test_by_default_the_head_passes_unchanged():
+def test_by_default_the_head_and_the_eyelids_pass_the_affine_map_unchanged():
     cal, narrow, wide = _fitted(np.random.default_rng(4), channels=FACE_CHANNELS)
     mapped = cal.apply(narrow)
-    np.testing.assert_allclose(mapped[:, ex.HEAD_SLICE], narrow[:, ex.HEAD_SLICE], atol=1e-6)
-    face = ex.BLENDSHAPE_SLICE
+    unchanged = [*range(ex.N_BLENDSHAPES, ex.DIM), *EYELID_CHANNELS]
+    np.testing.assert_allclose(mapped[:, unchanged], narrow[:, unchanged], atol=1e-6)
+    face = list(FACE_CHANNELS)
     np.testing.assert_allclose(mapped[:, face].std(0), wide[:, face].std(0), rtol=0.05)
-    assert len(cal.meta["channels"]) == ex.N_BLENDSHAPES and "headPitch" not in cal.meta["channels"]
+    assert len(cal.meta["channels"]) == ex.N_BLENDSHAPES - 2 and "headPitch" not in cal.meta["channels"]
+    assert "eyeBlinkLeft" not in cal.meta["channels"] and cal.meta["quantile_mapped"] == []
     with pytest.raises(CalibrationError, match="no channels"):
         OutputCalibration.fit(cal.source_mean, np.eye(ex.DIM), cal.target_mean, np.eye(ex.DIM), channels=[])
+
+
+def test_quantile_knots_on_hand_computed_cases():
+    # Uniform on [0, 1] onto uniform on [0, 2]: the map is x -> 2x.
+    knots = quantile_knots(np.linspace(0, 1, 101), np.linspace(0, 2, 101), levels=11)
+    np.testing.assert_allclose(knots, [np.linspace(0, 1, 11), np.linspace(0, 2, 11)], atol=1e-6)
+    # A source resting at one value over half its levels maps it to the mean of those target levels.
+    knots = quantile_knots([0.0, 0.0, 1.0, 2.0, 3.0], [0.0, 1.0, 2.0, 3.0, 4.0], levels=5)
+    np.testing.assert_allclose(knots, [[0.0, 1.0, 2.0, 3.0], [0.5, 2.0, 3.0, 4.0]], atol=1e-6)
+    with pytest.raises(CalibrationError, match="NaN"):
+        quantile_knots([0.0, np.nan], [0.0, 1.0])
+    with pytest.raises(CalibrationError, match="at least 2"):
+        quantile_knots([0.0], [0.0, 1.0])
+
+
+def _blinking(rng: np.random.Generator, n: int, width: int, rest: float, droop: float) -> np.ndarray:
+    """Eyelid closure (n,): a level wandering around ``rest`` (by ``droop``, over about a second)
+    and 0.3 blinks a second, each a half sine ``width`` frames long peaking at 0.8-1."""
+    lids = np.clip(rest + droop * uniform_filter1d(rng.normal(size=n), 30) * np.sqrt(30), 0.0, 1.0)
+    shape = np.sin(np.pi * (np.arange(width) + 0.5) / width)
+    for start in np.flatnonzero(rng.random(n - width) < 0.3 / ex.FPS):
+        lids[start:start + width] = np.maximum(lids[start:start + width], rng.uniform(0.8, 1.0) * shape)
+    return lids
+
+
+def _blinks(lids: np.ndarray) -> int:
+    return int(((lids[1:] >= 0.5) & (lids[:-1] < 0.5)).sum())  # as the raters count them
+
+
+def test_the_eyelid_quantile_map_keeps_the_blinks_the_affine_map_loses():
+    """A policy whose eyelids droop (a wandering half-closure) besides blinking, against recorded
+    listeners whose eyelids rest open: matching mean and variance, the affine map shrinks the
+    blinks with the droop until none crosses half closed; the monotone quantile map sends the
+    droop to open and keeps the blinks, at the recorded rate and with the recorded distribution."""
+    rng = np.random.default_rng(7)
+    policy_lids = _blinking(rng, 60_000, 6, rest=0.25, droop=0.2)
+    recorded_lids = _blinking(rng, 60_000, 5, rest=0.0, droop=0.0)
+    lids = list(EYELID_CHANNELS)
+    frames_p = np.zeros((len(policy_lids), ex.DIM), np.float32)
+    frames_r = np.zeros_like(frames_p)
+    frames_p[:, lids] = policy_lids[:, None]
+    frames_r[:, lids] = recorded_lids[:, None]
+    g, r = GaussianStats(ex.DIM).update(frames_p), GaussianStats(ex.DIM).update(frames_r)
+    affine = OutputCalibration.fit(g.mean, g.cov, r.mean, r.cov, channels=range(ex.N_BLENDSHAPES))
+    quantile = OutputCalibration.fit(g.mean, g.cov, r.mean, r.cov, eyelids_from=frames_p[:, lids],
+                                     eyelids_to=frames_r[:, lids])
+    assert _blinks(affine.apply(frames_p)[:, lids[0]]) < 0.1 * _blinks(recorded_lids)
+    mapped = quantile.apply(frames_p)[:, lids[0]]
+    assert abs(_blinks(mapped) - _blinks(recorded_lids)) < 0.4 * _blinks(recorded_lids)
+    assert (np.diff(mapped[np.argsort(policy_lids, kind="stable")]) >= -1e-6).all()  # monotone
+    assert mapped.mean() == pytest.approx(recorded_lids.mean(), abs=0.002)
+    assert mapped.std() == pytest.approx(recorded_lids.std(), rel=0.05)
+    assert quantile.meta["quantile_mapped"] == ["eyeBlinkLeft", "eyeBlinkRight"]
+    with pytest.raises(CalibrationError, match="both the affine map and the quantile map"):
+        OutputCalibration.fit(g.mean, g.cov, r.mean, r.cov, channels=range(ex.N_BLENDSHAPES),
+                              eyelids_from=policy_lids, eyelids_to=recorded_lids)
+    with pytest.raises(CalibrationError, match="needs both"):
+        OutputCalibration.fit(g.mean, g.cov, r.mean, r.cov, eyelids_from=policy_lids)
 
 
 def _moments(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -125,6 +188,26 @@ def test_calibration_files_round_trip_and_bad_ones_name_the_file_and_field(tmp_p
         OutputCalibration.load(short)
     with pytest.raises(CalibrationError, match="'source_mean' contains NaN"):
         OutputCalibration(np.full(ex.DIM, np.nan), cal.target_mean, cal.matrix)
+    # With an eyelid map: it round-trips, and a broken one names its field.
+    lids = list(EYELID_CHANNELS)
+    rng = np.random.default_rng(5)
+    g, r = GaussianStats(ex.DIM).update(narrow), GaussianStats(ex.DIM).update(narrow + 0.01)
+    with_lids = OutputCalibration.fit(g.mean, g.cov, r.mean, r.cov, eyelids_from=rng.random(500),
+                                      eyelids_to=rng.random(500) ** 2)
+    with_lids.save(path)
+    back = OutputCalibration.load(path)
+    np.testing.assert_array_equal(back.eyelid_knots, with_lids.eyelid_knots)
+    np.testing.assert_array_equal(back.apply(narrow), with_lids.apply(narrow))
+    assert not np.allclose(back.apply(narrow)[:, lids], narrow[:, lids], atol=1e-3)
+    flat = with_lids.eyelid_knots.copy()
+    flat[0, 3] = flat[0, 2]
+    with pytest.raises(CalibrationError, match="'eyelid_knots': source quantiles must increase"):
+        OutputCalibration(with_lids.source_mean, with_lids.target_mean, with_lids.matrix, eyelid_knots=flat)
+    with pytest.raises(CalibrationError, match="'eyelid_knots' has shape"):
+        OutputCalibration(with_lids.source_mean, with_lids.target_mean, with_lids.matrix,
+                          eyelid_knots=flat[:1])
+    with pytest.raises(CalibrationError, match="must pass the affine map unchanged"):
+        OutputCalibration(cal.source_mean, cal.target_mean, cal.matrix, eyelid_knots=with_lids.eyelid_knots)
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +269,7 @@ def test_face_expr_calibrate_fits_on_the_training_split_and_eval_refuses_it(tiny
     manifest = shards.read_manifest(tiny_data)
     assert meta["fitted_on"] == sorted(manifest.fingerprints("train")) and meta["data_hash"] == manifest.data_hash()
     assert meta["conversations"] == len(manifest.ids("train")) and meta["frames"] > 0
+    assert bundle.calibration.eyelid_knots is not None and meta["quantile_mapped"] == ["eyeBlinkLeft", "eyeBlinkRight"]
     assert json.loads((policy_dir / "manifest.json").read_text())["files"][CALIBRATION_FILE]
     from face_expr_ros.eval.evaluate import EvalConfig, seen_in_training
 

@@ -136,8 +136,9 @@ def test_policy_node_defaults_are_the_runtime_defaults():
     node = cfg.PolicySettings()
     assert (node.temperature, node.token_temperature, node.top_p) == (
         sampling.DEFAULT_TEMPERATURE, sampling.DEFAULT_TOKEN_TEMPERATURE, sampling.DEFAULT_TOP_P)
-    assert (node.eyelid_temperature, node.gaze_temperature, node.code_persistence, node.level_noise_tau_s) == (
-        sampling.DEFAULT_EYELID_TEMPERATURE, sampling.DEFAULT_GAZE_TEMPERATURE, sampling.DEFAULT_CODE_PERSISTENCE,
-        sampling.DEFAULT_LEVEL_NOISE_TAU_S)
+    assert (node.eyelid_temperature, node.gaze_temperature, node.head_temperature, node.code_persistence,
+            node.level_noise_tau_s) == (
+        sampling.DEFAULT_EYELID_TEMPERATURE, sampling.DEFAULT_GAZE_TEMPERATURE, sampling.DEFAULT_HEAD_TEMPERATURE,
+        sampling.DEFAULT_CODE_PERSISTENCE, sampling.DEFAULT_LEVEL_NOISE_TAU_S)
     assert (node.replan_every, node.smoothing_s) == (runtime.DEFAULT_REPLAN_EVERY, runtime.DEFAULT_SMOOTHING_S)
     assert node.persona_spread == persona.DEFAULT_PERSONA_SPREAD

@@ -223,17 +223,19 @@ def test_bad_runtime_settings(saved):
         Policy(TorchBackend(net), net.cfg, tok, blend="average")
     with pytest.raises(ValueError, match="smoothing_s"):
         Policy(TorchBackend(net), net.cfg, tok, smoothing_s=-0.1)
-    for bad in ({"token_temperature": -1.0}, {"eyelid_temperature": -0.5}, {"gaze_temperature": -0.1}):
-        with pytest.raises(ValueError, match="token/eyelid/gaze temperatures >= 0"):
+    for bad in ({"token_temperature": -1.0}, {"eyelid_temperature": -0.5}, {"gaze_temperature": -0.1},
+                {"head_temperature": -0.2}):
+        with pytest.raises(ValueError, match="token/eyelid/gaze/head temperatures >= 0"):
             Policy(TorchBackend(net), net.cfg, tok, **bad)
 
 
-def test_eyelids_and_gaze_have_their_own_token_temperature(saved):
+def test_eyelids_gaze_and_head_have_their_own_token_temperature(saved):
     net, tok, _ = saved
     gaze = [i for i, name in enumerate(ex.EXPRESSION_NAMES) if name.startswith("eyeLook")]
     lids = ex.indices(("eyeBlinkLeft", "eyeBlinkRight"))
+    head = list(range(ex.N_BLENDSHAPES, ex.DIM))
     policy = Policy(TorchBackend(net), net.cfg, tok, token_temperature=0.0, eyelid_temperature=0.0,
-                    gaze_temperature=1.0, level_noise_tau_s=0.0, code_persistence=0.0)
+                    gaze_temperature=1.0, head_temperature=0.0, level_noise_tau_s=0.0, code_persistence=0.0)
     h, _ = policy.backend.encode(policy.inputs())
     one_code = np.full((1, net.cfg.n_codes), -1e4, np.float32)
     one_code[0, 2] = 0.0  # the same code every draw: only the tokens' temperatures differ
@@ -242,10 +244,33 @@ def test_eyelids_and_gaze_have_their_own_token_temperature(saved):
     others = np.setdiff1d(np.arange(ex.DIM), gaze)
     assert (base[:, others] == base[0, others]).all()  # greedy: the token temperature 0, eyelids too
     assert len({tuple(row) for row in base[:, gaze]}) > 5  # the gaze is drawn at temperature 1
-    # With the defaults the eyelids are drawn at their own temperature and the gaze at theirs.
+    # With the defaults the eyelids, the gaze and the head are drawn at their own temperatures.
     temps = Policy(TorchBackend(net), net.cfg, tok)._token_temperatures()
-    assert np.allclose(temps[lids], 0.9) and np.allclose(temps[gaze], 1.0)
-    assert np.allclose(np.delete(temps, np.r_[lids, gaze]), 0.7)
+    assert np.allclose(temps[lids], 1.15) and np.allclose(temps[gaze], 1.0) and np.allclose(temps[head], 0.0)
+    assert np.allclose(np.delete(temps, np.r_[lids, gaze, head]), 0.7)
+
+
+def test_greedy_head_follows_the_code(saved):
+    """At head temperature 0 the head's tokens are the argmax given the drawn code, whatever the
+    other channels draw: the same code gives the same head, another code may give another."""
+    net, tok, _ = saved
+    head = list(range(ex.N_BLENDSHAPES, ex.DIM))
+    policy = Policy(TorchBackend(net), net.cfg, tok, token_temperature=1.0, head_temperature=0.0,
+                    level_noise_tau_s=0.0, code_persistence=0.0)
+    h, _ = policy.backend.encode(policy.inputs())
+    heads_by_code = {}
+    for code in range(net.cfg.n_codes):
+        one_code = np.full((1, net.cfg.n_codes), -1e4, np.float32)
+        one_code[0, code] = 0.0
+        draws = [policy.sample(h, one_code) for _ in range(10)]
+        base_logits, delta_logits = policy.backend.head(h, np.array([code]))
+        for d in draws:
+            assert (d.code == code).all()
+            assert (d.base[0, head] == base_logits[0, head].argmax(-1)).all()
+            assert (d.deltas[0][:, head] == delta_logits[0][:, head].argmax(-1)).all()
+        assert len({tuple(d.base[0, :ex.N_BLENDSHAPES]) for d in draws}) > 1  # the face is still drawn
+        heads_by_code[code] = tuple(draws[0].base[0, head])
+    assert len(set(heads_by_code.values())) > 1
 
 
 # ---------------------------------------------------------------- back-end selection and TensorRT

@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fit the output calibration that gives a policy's frames the recorded listeners' spread",
         description="Plays every conversation of the training split through the policy, closed loop, with the "
         "runtime's defaults, fits the optimal-transport map from the Gaussian of its frames to the Gaussian of "
-        "the recorded listeners' frames (the 52 blendshapes; the head pose too with --with-head; gains capped), "
+        "the recorded listeners' frames (the blendshapes but the eyelids; the head pose too with --with-head; gains "
+        "capped) and the quantile map of eyelid closure (blinks are events, not Gaussian levels), "
         "and writes it into the policy directory as calibration.npz, listed in the manifest. The runtime then "
         "applies it to every published frame (docs/policy.md, 'Output calibration').",
     )
@@ -25,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-gain", type=float, default=DEFAULT_MAX_GAIN,
                         help=f"largest stretch along any direction (default {DEFAULT_MAX_GAIN})")
     parser.add_argument("--with-head", action="store_true",
-                        help="map the head pose too (default: the 52 blendshapes only; a stretched head nods at "
+                        help="map the head pose too (default: the blendshapes only; a stretched head nods at "
                         "the wrong times)")
     parser.add_argument("--persona-spread", type=float, default=DEFAULT_PERSONA_SPREAD,
                         help="the persona spread the policy will be run at (default "

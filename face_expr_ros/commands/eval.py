@@ -10,6 +10,7 @@ from face_expr_ros.policy.sampling import (
     DEFAULT_CODE_PERSISTENCE,
     DEFAULT_EYELID_TEMPERATURE,
     DEFAULT_GAZE_TEMPERATURE,
+    DEFAULT_HEAD_TEMPERATURE,
     DEFAULT_LEVEL_NOISE_TAU_S,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOKEN_TEMPERATURE,
@@ -51,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--gaze-temperature", type=float, default=DEFAULT_GAZE_TEMPERATURE,
                         help="sampling temperature of the gaze tokens (glances away are rare events; "
                         f"default {DEFAULT_GAZE_TEMPERATURE})")
+    parser.add_argument("--head-temperature", type=float, default=DEFAULT_HEAD_TEMPERATURE,
+                        help="sampling temperature of the head tokens given the code (0: the code alone decides "
+                        f"when to nod; default {DEFAULT_HEAD_TEMPERATURE})")
     parser.add_argument("--code-persistence", type=float, default=DEFAULT_CODE_PERSISTENCE,
                         help="logit bonus for the previous plan's code (0 = off; "
                         f"default {DEFAULT_CODE_PERSISTENCE})")
@@ -104,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend, temperature=args.temperature, top_p=args.top_p,
         token_temperature=args.token_temperature,
         eyelid_temperature=args.eyelid_temperature, gaze_temperature=args.gaze_temperature,
+        head_temperature=args.head_temperature,
         code_persistence=args.code_persistence,
         level_noise_tau_s=args.level_noise_tau, persona=parse_choice(args.persona),
         persona_spread=args.persona_spread, calibrate=not args.no_calibration, text=args.text,

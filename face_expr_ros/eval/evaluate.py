@@ -56,6 +56,7 @@ from face_expr_ros.policy.sampling import (
     DEFAULT_CODE_PERSISTENCE,
     DEFAULT_EYELID_TEMPERATURE,
     DEFAULT_GAZE_TEMPERATURE,
+    DEFAULT_HEAD_TEMPERATURE,
     DEFAULT_LEVEL_NOISE_TAU_S,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOKEN_TEMPERATURE,
@@ -115,6 +116,7 @@ class EvalConfig:
     token_temperature: float = DEFAULT_TOKEN_TEMPERATURE
     eyelid_temperature: float = DEFAULT_EYELID_TEMPERATURE
     gaze_temperature: float = DEFAULT_GAZE_TEMPERATURE
+    head_temperature: float = DEFAULT_HEAD_TEMPERATURE
     code_persistence: float = DEFAULT_CODE_PERSISTENCE
     level_noise_tau_s: float = DEFAULT_LEVEL_NOISE_TAU_S
     persona: str | int = "sample"  # of the sampled runs (runtime.Policy); greedy runs are the mean persona
@@ -283,7 +285,7 @@ def _load_policy_into_state(cfg: EvalConfig, threads: int) -> None:
     _STATE["policy"] = Policy.load(cfg.policy, cfg.backend, threads=threads, temperature=0.0, top_p=cfg.top_p,
                                    persona=cfg.persona, persona_spread=cfg.persona_spread,
                                    eyelid_temperature=cfg.eyelid_temperature,
-                                   gaze_temperature=cfg.gaze_temperature,
+                                   gaze_temperature=cfg.gaze_temperature, head_temperature=cfg.head_temperature,
                                    code_persistence=cfg.code_persistence,
                                    level_noise_tau_s=cfg.level_noise_tau_s, calibrate=cfg.calibrate)
     mode = text_mode(cfg)

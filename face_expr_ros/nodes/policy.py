@@ -121,6 +121,7 @@ class PolicyNode(Node):
                                       token_temperature=s.token_temperature,
                                       eyelid_temperature=s.eyelid_temperature,
                                       gaze_temperature=s.gaze_temperature,
+                                      head_temperature=s.head_temperature,
                                       code_persistence=s.code_persistence,
                                       level_noise_tau_s=s.level_noise_tau_s, replan_every=s.replan_every,
                                       smoothing_s=s.smoothing_s, seed=seed,

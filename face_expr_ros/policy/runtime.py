@@ -53,6 +53,7 @@ from face_expr_ros.policy.sampling import (
     DEFAULT_CODE_PERSISTENCE,
     DEFAULT_EYELID_TEMPERATURE,
     DEFAULT_GAZE_TEMPERATURE,
+    DEFAULT_HEAD_TEMPERATURE,
     DEFAULT_LEVEL_NOISE_TAU_S,
     DEFAULT_TEMPERATURE,
     DEFAULT_TOKEN_TEMPERATURE,
@@ -68,6 +69,7 @@ DEFAULT_REPLAN_EVERY = 4
 DEFAULT_SMOOTHING_S = 0.1
 _EYELIDS = ex.indices(("eyeBlinkLeft", "eyeBlinkRight"))
 _GAZE = [i for i, name in enumerate(ex.EXPRESSION_NAMES) if name.startswith("eyeLook")]
+_HEAD = list(range(ex.N_BLENDSHAPES, ex.DIM))
 LOG_MEL_FLOOR = math.log(1e-10)  # perception/audio_features.py floors mel power at 1e-10
 ENERGY_FLOOR_DB = -120.0
 
@@ -107,6 +109,7 @@ class Policy:
                  token_temperature: float | None = DEFAULT_TOKEN_TEMPERATURE,
                  eyelid_temperature: float | None = DEFAULT_EYELID_TEMPERATURE,
                  gaze_temperature: float | None = DEFAULT_GAZE_TEMPERATURE,
+                 head_temperature: float | None = DEFAULT_HEAD_TEMPERATURE,
                  code_persistence: float = DEFAULT_CODE_PERSISTENCE,
                  level_noise_tau_s: float = DEFAULT_LEVEL_NOISE_TAU_S, seed: int = 0,
                  blend: str = "crossfade", ensemble_decay: float = 0.1,
@@ -116,9 +119,10 @@ class Policy:
         if blend not in ("ensemble", "crossfade"):
             raise ValueError(f"blend must be 'ensemble' or 'crossfade', got {blend!r}")
         if temperature < 0 or not 0 < top_p <= 1 or any(t is not None and t < 0 for t in (
-                token_temperature, eyelid_temperature, gaze_temperature)):
-            raise ValueError(f"need temperature >= 0, token/eyelid/gaze temperatures >= 0 and 0 < top_p <= 1, got "
-                             f"{temperature}, {token_temperature}, {eyelid_temperature}, {gaze_temperature}, {top_p}")
+                token_temperature, eyelid_temperature, gaze_temperature, head_temperature)):
+            raise ValueError(f"need temperature >= 0, token/eyelid/gaze/head temperatures >= 0 and 0 < top_p <= 1, "
+                             f"got {temperature}, {token_temperature}, {eyelid_temperature}, {gaze_temperature}, "
+                             f"{head_temperature}, {top_p}")
         self.backend, self.cfg, self.tokenizer = backend, config, tokenizer
         self.persona_space = persona_space if persona_space is not None else PersonaSpace.neutral(config.persona_dim)
         if self.persona_space.dim != config.persona_dim:
@@ -128,7 +132,7 @@ class Policy:
         self.persona_choice, self.persona_spread = persona, persona_spread
         self.replan_every, self.temperature, self.top_p = replan_every, temperature, top_p
         self.token_temperature, self.eyelid_temperature = token_temperature, eyelid_temperature
-        self.gaze_temperature = gaze_temperature
+        self.gaze_temperature, self.head_temperature = gaze_temperature, head_temperature
         if not 0.0 <= code_persistence <= 20.0:
             raise ValueError(f"code_persistence must be in [0, 20] (a logit bonus), got {code_persistence}")
         self.code_persistence = code_persistence
@@ -250,7 +254,8 @@ class Policy:
         half the recorded listeners' (docs/policy.md, "Blinks and glances").
         """
         tok_t = self.temperature if self.token_temperature is None else self.token_temperature
-        own = [(idx, t) for idx, t in ((_EYELIDS, self.eyelid_temperature), (_GAZE, self.gaze_temperature))
+        own = [(idx, t) for idx, t in ((_EYELIDS, self.eyelid_temperature), (_GAZE, self.gaze_temperature),
+                                       (_HEAD, self.head_temperature))
                if t is not None and t != tok_t]
         if not own or self.temperature <= 0:
             return tok_t

@@ -33,10 +33,14 @@ I64 = NDArray[np.int64]
 # Defaults of the streaming policy and the evaluation: the code at full temperature (behaviour at
 # its natural rate), the tokens given the code cooler (see ``sample_chunk``), except the eyelids' and
 # the gaze's (``runtime.Policy``: blinks and glances away are rare events in any one plan, and a cool
-# draw all but never picks them).
+# draw all but never picks them) and the head's (greedy given the code: the code says whether to nod,
+# and head tokens drawn at random add pitch bumps a viewer reads as nods at the wrong moments).
+# The eyelid temperature is the one at which the policy blinks as often as the recorded listeners
+# (docs/policy.md, "Blinks and glances"; "Head given the code").
 DEFAULT_TEMPERATURE, DEFAULT_TOP_P, DEFAULT_TOKEN_TEMPERATURE = 1.0, 1.0, 0.7
-DEFAULT_EYELID_TEMPERATURE = 0.9
+DEFAULT_EYELID_TEMPERATURE = 1.15
 DEFAULT_GAZE_TEMPERATURE = 1.0
+DEFAULT_HEAD_TEMPERATURE = 0.0
 DEFAULT_CODE_PERSISTENCE = 3.0
 DEFAULT_LEVEL_NOISE_TAU_S = 1.0
 

@@ -115,6 +115,12 @@ def indices(names: Iterable[str]) -> list[int]:
     return [index(n) for n in names]
 
 
+# The two eyelids: blinks are events, not levels, and several stages treat them apart (the
+# sampler ties them, the output filter and the calibration leave them out of their Gaussian
+# treatment, the raters count blinks on them).
+EYELIDS: tuple[int, ...] = tuple(indices(("eyeBlinkLeft", "eyeBlinkRight")))
+
+
 def clamp(values: ArrayLike) -> NDArray[np.float32]:
     """Return a float32 copy of ``values`` (shape ``(..., 55)``) inside the valid ranges.
 

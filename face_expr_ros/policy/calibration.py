@@ -21,15 +21,17 @@ conversations' recorded listeners. Nothing is fitted on data that is evaluated.
 
 By default the affine map covers the blendshapes but the eyelids; the head pose passes
 unchanged (measured: a stretched head nods at the wrong times). The eyelids get their own map:
-blinks are events, and their frames are two populations (open, and a few per cent closed), which
-no Gaussian describes. Fitted to one, the affine map shrank the eyelids of a policy that blinked
-with a longer closure than the recorded listeners so far that most blinks stopped crossing half
-closed: 3 blinks a minute left of 20 (docs/policy.md, "Output calibration"). The eyelids are
-instead mapped quantile to quantile, ``y = F_r^{-1}(F_p(x))`` with ``F`` the two cumulative
+blinks are events, and recorded eyelid frames are two populations (open at rest, and a few per
+cent closed), which no Gaussian describes. The policy's eyelids also rest partly closed; fitted
+to them, the affine map shrank the eyelids so far that most blinks stopped crossing half closed:
+3 blinks a minute left of 20 (docs/policy.md, "Output calibration"). The eyelids are instead
+mapped quantile to quantile, ``y = F_r^{-1}(F_p(x))`` with ``F`` the two cumulative
 distributions of eyelid closure (histogram matching; "quantile mapping" in the bias correction
 of climate models, Panofsky & Brier, "Some Applications of Statistics to Meteorology", 1968):
-monotone, so every blink stays where it is and the closed frames stay the most closed, and
-the distribution of closure, not just its first two moments, becomes the recorded one.
+monotone, so blinks stay where they are in time and the most closed frames stay the most closed
+while the half-closed rest goes to open, and the distribution of closure, not just its first two
+moments, becomes the recorded one. (A policy that closes its eyelids more often than the recorded
+listeners keeps only its deepest closures as blinks.)
 
 Safety: gains are capped (``max_gain``, default 3) so that a direction the policy hardly moves is
 not blown up into noise, and every output is clamped to the expression space's limits. The
@@ -55,7 +57,7 @@ F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]
 DEFAULT_MAX_GAIN = 3.0
 CALIBRATION_FILE = "calibration.npz"  # its name in a policy directory (model_dir.py)
-EYELID_CHANNELS: tuple[int, ...] = tuple(ex.indices(("eyeBlinkLeft", "eyeBlinkRight")))
+EYELID_CHANNELS: tuple[int, ...] = ex.EYELIDS
 # The head is left out by default: stretched, its drift crosses the nod detector's threshold at
 # random times (docs/policy.md, "Output calibration"). The eyelids have their quantile map.
 FACE_CHANNELS: tuple[int, ...] = tuple(i for i in range(ex.N_BLENDSHAPES) if i not in EYELID_CHANNELS)

@@ -67,9 +67,9 @@ from face_expr_ros.policy.tokenizer import ActionTokenizer
 F32 = NDArray[np.float32]
 DEFAULT_REPLAN_EVERY = 4
 DEFAULT_SMOOTHING_S = 0.1
-_EYELIDS = ex.indices(("eyeBlinkLeft", "eyeBlinkRight"))
+_EYELIDS = list(ex.EYELIDS)
 _GAZE = [i for i, name in enumerate(ex.EXPRESSION_NAMES) if name.startswith("eyeLook")]
-_HEAD = list(range(ex.N_BLENDSHAPES, ex.DIM))
+_HEAD = list(range(ex.DIM))[ex.HEAD_SLICE]
 LOG_MEL_FLOOR = math.log(1e-10)  # perception/audio_features.py floors mel power at 1e-10
 ENERGY_FLOOR_DB = -120.0
 

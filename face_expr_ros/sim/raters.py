@@ -63,7 +63,7 @@ from scipy.ndimage import uniform_filter1d
 from scipy.signal import find_peaks
 
 from face_expr_ros.eval.affect import EMOTION_VALENCE, concern, smile, valence
-from face_expr_ros.expression import FPS, N_BLENDSHAPES, index
+from face_expr_ros.expression import EYELIDS, FPS, N_BLENDSHAPES, index
 from face_expr_ros.sim._dsp import exp_smooth
 from face_expr_ros.sim.scripts import EMOTIONS
 from face_expr_ros.sim.speech import Timeline
@@ -76,7 +76,7 @@ _BASE_WEIGHTS: dict[str, NDArray[np.float64]] = {
     "engagement": np.array([0.3, 0.2, 0.2, 0.15, 0.15]),
     "naturalness": np.array([0.35, 0.2, 0.15, 0.15, 0.15]),
 }
-_BLINKS = [index("eyeBlinkLeft"), index("eyeBlinkRight")]
+_BLINKS = list(EYELIDS)
 _FACE = np.array([i for i in range(N_BLENDSHAPES) if i not in _BLINKS])
 _HEAD = np.arange(N_BLENDSHAPES, N_BLENDSHAPES + 3)
 _PITCH = index("headPitch")

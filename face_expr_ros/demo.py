@@ -8,6 +8,7 @@ whole ROS 2 node graph.
 from __future__ import annotations
 
 import csv
+import shutil
 import signal
 import subprocess
 import time
@@ -135,14 +136,14 @@ def run_demo(out_dir: Path, seed: int = 3, seconds: float = 20.0, progress: bool
 
     report = DemoReport(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    conversation_dir, graph_bag = out_dir / "conversation", out_dir / "graph_outputs"
+    # A second run replaces the first: rosbag2 refuses to write into an existing bag folder.
+    for previous in (conversation_dir, graph_bag):
+        if previous.exists():
+            shutil.rmtree(previous)
     conv = truncate(generate_conversation(seed, with_audio=True), seconds)
-    files = write_media(conv, out_dir / "conversation", storages=("mcap",), progress=progress)
+    files = write_media(conv, conversation_dir, storages=("mcap",), progress=progress)
     report.written += [files.video_with_sound or files.video, *files.bags.values()]
-    graph_bag = out_dir / "graph_outputs"
-    if graph_bag.exists():
-        import shutil
-
-        shutil.rmtree(graph_bag)
     if progress:
         print(f"replaying {seconds:g} s through the node graph (real time)...")
     replay_through_graph(files.bags["mcap"], graph_bag, package_share() / "config" / "replay.yaml",

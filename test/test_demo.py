@@ -21,3 +21,7 @@ def test_demo_writes_video_bag_plots_and_metrics(tmp_path):
     assert "/camera/image_raw/compressed" in bags.bag_topics(tmp_path / "conversation" / "bag_mcap")
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert 1 <= metrics["simulated_rater_scores"]["overall"] <= 5
+    # `make demo` again: the second run replaces the first instead of failing on the existing bags.
+    again = run_demo(tmp_path, seed=3, seconds=2.0, progress=False)
+    assert all(path.exists() for path in again.written)
+    assert len(list(media_io.iter_video(tmp_path / "demo.mp4"))) == 60

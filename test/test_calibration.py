@@ -18,7 +18,6 @@ from face_expr_ros.learning import shards
 from face_expr_ros.learning.sft import train
 from face_expr_ros.policy.calibration import (
     CALIBRATION_FILE,
-    EYELID_CHANNELS,
     FACE_CHANNELS,
     CalibrationError,
     OutputCalibration,
@@ -96,7 +95,7 @@ def test_fitted_calibration_matches_the_target_gaussian_and_stays_inside_the_lim
 def test_by_default_the_head_and_the_eyelids_pass_the_affine_map_unchanged():
     cal, narrow, wide = _fitted(np.random.default_rng(4), channels=FACE_CHANNELS)
     mapped = cal.apply(narrow)
-    unchanged = [*range(ex.N_BLENDSHAPES, ex.DIM), *EYELID_CHANNELS]
+    unchanged = [*range(ex.N_BLENDSHAPES, ex.DIM), *ex.EYELIDS]
     np.testing.assert_allclose(mapped[:, unchanged], narrow[:, unchanged], atol=1e-6)
     face = list(FACE_CHANNELS)
     np.testing.assert_allclose(mapped[:, face].std(0), wide[:, face].std(0), rtol=0.05)
@@ -141,7 +140,7 @@ def test_the_eyelid_quantile_map_keeps_the_blinks_the_affine_map_loses():
     rng = np.random.default_rng(7)
     policy_lids = _blinking(rng, 60_000, 6, rest=0.25, droop=0.2)
     recorded_lids = _blinking(rng, 60_000, 5, rest=0.0, droop=0.0)
-    lids = list(EYELID_CHANNELS)
+    lids = list(ex.EYELIDS)
     frames_p = np.zeros((len(policy_lids), ex.DIM), np.float32)
     frames_r = np.zeros_like(frames_p)
     frames_p[:, lids] = policy_lids[:, None]
@@ -189,7 +188,7 @@ def test_calibration_files_round_trip_and_bad_ones_name_the_file_and_field(tmp_p
     with pytest.raises(CalibrationError, match="'source_mean' contains NaN"):
         OutputCalibration(np.full(ex.DIM, np.nan), cal.target_mean, cal.matrix)
     # With an eyelid map: it round-trips, and a broken one names its field.
-    lids = list(EYELID_CHANNELS)
+    lids = list(ex.EYELIDS)
     rng = np.random.default_rng(5)
     g, r = GaussianStats(ex.DIM).update(narrow), GaussianStats(ex.DIM).update(narrow + 0.01)
     with_lids = OutputCalibration.fit(g.mean, g.cov, r.mean, r.cov, eyelids_from=rng.random(500),
@@ -290,3 +289,10 @@ def test_face_expr_calibrate_fits_on_the_training_split_and_eval_refuses_it(tiny
     assert "samples must be >= 1" in capsys.readouterr().out
     assert cli.main(["calibrate", "--model", str(tmp_path / "nowhere"), "--data", str(tiny_data)]) == 2
     assert "policy directory not found" in capsys.readouterr().out
+    # --with-head adds the head pose to the affine map; the eyelids keep their quantile map.
+    head_dir = shutil.copytree(policy_dir, tmp_path / "with_head")
+    assert cli.main(["calibrate", "--model", str(head_dir), "--data", str(tiny_data), "--with-head",
+                     "--no-progress"]) == 0
+    with_head = load_policy(head_dir).calibration
+    assert "headPitch" in with_head.meta["channels"] and "eyeBlinkLeft" not in with_head.meta["channels"]
+    assert with_head.eyelid_knots is not None

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from face_expr_ros import expression as ex
-from face_expr_ros.policy.calibration import DEFAULT_MAX_GAIN, FACE_CHANNELS
+from face_expr_ros.policy.calibration import DEFAULT_MAX_GAIN, FACE_CHANNELS, HEAD_CHANNELS
 from face_expr_ros.policy.persona import DEFAULT_PERSONA_SPREAD
 
 
@@ -44,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from face_expr_ros.policy.model_dir import PolicyFileError, add_calibration
 
     try:
-        channels = range(ex.DIM) if args.with_head else FACE_CHANNELS
+        channels = FACE_CHANNELS + HEAD_CHANNELS if args.with_head else FACE_CHANNELS
         calibration = fit_calibration(args.model, args.data, samples=args.samples, seed=args.seed,
                                       max_gain=args.max_gain, channels=channels,
                                       persona_spread=args.persona_spread, backend=args.backend,

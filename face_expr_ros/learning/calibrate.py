@@ -20,7 +20,6 @@ from face_expr_ros.learning.rollouts import open_playback
 from face_expr_ros.learning.shards import read_manifest
 from face_expr_ros.policy.calibration import (
     DEFAULT_MAX_GAIN,
-    EYELID_CHANNELS,
     FACE_CHANNELS,
     CalibrationError,
     OutputCalibration,
@@ -46,7 +45,7 @@ def fit_calibration(model_dir: str | Path, data: str | Path, *, samples: int = 1
         raise CalibrationError(f"samples must be >= 1, got {samples}")
     policy, embedder, conversations = open_playback(model_dir, data, "train", backend, persona_spread=persona_spread)
     generated, recorded = GaussianStats(ex.DIM), GaussianStats(ex.DIM)
-    lids = list(EYELID_CHANNELS)
+    lids = list(ex.EYELIDS)
     lids_generated: list[np.ndarray] = []
     lids_recorded: list[np.ndarray] = []
     for conv in tqdm(conversations, desc="calibration (train)", unit="conv", disable=not progress):

@@ -57,10 +57,11 @@ F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]
 DEFAULT_MAX_GAIN = 3.0
 CALIBRATION_FILE = "calibration.npz"  # its name in a policy directory (model_dir.py)
-EYELID_CHANNELS: tuple[int, ...] = ex.EYELIDS
+_EYELIDS = list(ex.EYELIDS)  # an index list, for fancy indexing on the 30 Hz path
 # The head is left out by default: stretched, its drift crosses the nod detector's threshold at
 # random times (docs/policy.md, "Output calibration"). The eyelids have their quantile map.
-FACE_CHANNELS: tuple[int, ...] = tuple(i for i in range(ex.N_BLENDSHAPES) if i not in EYELID_CHANNELS)
+FACE_CHANNELS: tuple[int, ...] = tuple(i for i in range(ex.N_BLENDSHAPES) if i not in ex.EYELIDS)
+HEAD_CHANNELS: tuple[int, ...] = tuple(range(ex.N_BLENDSHAPES, ex.DIM))
 QUANTILE_LEVELS = 1001  # knots of the eyelid map: every 0.1 % of frames, so a blink spans tens of them
 # Channels whose variance is below this (std 1e-4) count as static: no direction is built on them.
 STATIC_VARIANCE = 1e-8
@@ -150,8 +151,7 @@ class OutputCalibration:
                 raise CalibrationError("calibration field 'eyelid_knots' contains NaN or inf")
             if not (np.diff(knots[0]) > 0).all():
                 raise CalibrationError("calibration field 'eyelid_knots': source quantiles must increase strictly")
-            lids = list(EYELID_CHANNELS)
-            if (self.matrix[lids] != np.eye(ex.DIM, dtype=np.float32)[lids]).any():
+            if (self.matrix[_EYELIDS] != np.eye(ex.DIM, dtype=np.float32)[_EYELIDS]).any():
                 raise CalibrationError("calibration: the eyelids have a quantile map and must pass the affine map "
                                        "unchanged")
             self.eyelid_knots = knots
@@ -175,7 +175,7 @@ class OutputCalibration:
             raise CalibrationError("the eyelid quantile map needs both eyelids_from and eyelids_to")
         knots = None
         if eyelids_from is not None:
-            if chosen[list(EYELID_CHANNELS)].any():
+            if chosen[_EYELIDS].any():
                 raise CalibrationError("the eyelids cannot have both the affine map and the quantile map")
             knots = quantile_knots(eyelids_from, eyelids_to)
         block = np.ix_(chosen, chosen)
@@ -187,7 +187,7 @@ class OutputCalibration:
         gains = np.clip(np.linalg.eigvalsh(matrix[block]), 0.0, None)
         info = {"max_gain": max_gain, "largest_gain": float(gains.max()), "smallest_gain": float(gains.min()),
                 "channels": [ex.EXPRESSION_NAMES[i] for i in np.flatnonzero(chosen)],
-                "quantile_mapped": [ex.EXPRESSION_NAMES[i] for i in EYELID_CHANNELS] if knots is not None else [],
+                "quantile_mapped": [ex.EXPRESSION_NAMES[i] for i in ex.EYELIDS] if knots is not None else [],
                 **(meta or {})}
         return cls(source.astype(np.float32), target.astype(np.float32), matrix.astype(np.float32), info, knots)
 
@@ -198,8 +198,7 @@ class OutputCalibration:
             raise CalibrationError(f"frames have {x.shape[-1]} channels, expected {ex.DIM}")
         y = x @ self.matrix.T + self._offset
         if self.eyelid_knots is not None:
-            lids = list(EYELID_CHANNELS)
-            y[..., lids] = np.interp(x[..., lids], self.eyelid_knots[0], self.eyelid_knots[1])
+            y[..., _EYELIDS] = np.interp(x[..., _EYELIDS], self.eyelid_knots[0], self.eyelid_knots[1])
         return ex.clamp(y)
 
     def save(self, path: str | Path) -> None:

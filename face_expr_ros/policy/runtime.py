@@ -27,8 +27,9 @@ conversations shows the mix of people in the data; ``persona="mean"`` is the ave
 integer a fixed one, and ``set_persona`` takes any vector (the persona of a recording, or one a
 preference learner chose).
 
-A policy directory may hold an output calibration (``calibration.py``): an affine map, fitted on
-the training split, that gives the published frames the recorded listeners' spread. ``step``
+A policy directory may hold an output calibration (``calibration.py``): an affine map of the face
+and a quantile map of the eyelids, fitted on the training split, that give the published frames
+the recorded listeners' spread. ``step``
 returns calibrated frames and keeps uncalibrated ones as the network's own history.
 """
 
